@@ -1,0 +1,245 @@
+"""``assistant bench``: the app's speed against raw ``mlx_lm.stream_generate``.
+
+Both sides run in the same process on the same loaded model, with the same token ids,
+sampler and token counts, interleaved; the best of ``--repeats`` runs is kept for each
+side, since these machines are shared and noisy. The app side is timed as a front end
+sees it: from ``Engine.generate`` to the ``Finished`` event arriving on another thread.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+
+import mlx.core as mx
+from mlx_lm import stream_generate
+from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+from assistant.config import DIRECT_SAMPLING
+from assistant.engine import ChatCache, Engine, Failed, GenerationOptions, TurnStats, resolve_model
+
+DECODE_FLOOR_TPS = 55.0
+SHORT_PROMPT = "Explain in one paragraph why the sky is blue."
+FOLLOW_UP = "Now say it again in one sentence."
+LONG_PROMPT_HEAD = "Summarize the following meeting notes in five bullet points.\n\n"
+NOTES = """\
+## Weekly sync, platform team
+
+- The release branch was cut on Tuesday; two regressions in the sync service were found
+  by the nightly run and fixed the same day. The flaky upload test is still quarantined.
+- Disk usage on the build machines crossed 80% again. Maria will move old artifacts to
+  cold storage and add an alert at 70% so that nobody has to notice it by hand.
+- We agreed to retire the old configuration format by the end of the quarter. The
+  migration tool handles nested sections now; comments are still lost, which blocks
+  teams who document their settings inline.
+- Onboarding: the new guide cut the time to a first merged change from four days to two.
+  Feedback asks for a section on the local test setup and on how reviews are assigned.
+- Open question: should the metrics exporter run as a sidecar or inside the service?
+  Sidecar isolates failures, in-process saves memory; Ken will measure both next week.
+"""
+
+
+@dataclass
+class Run:
+    ttft_s: float
+    prefill_tps: float
+    decode_tps: float
+    peak_memory_gb: float
+    prompt_tokens: int
+    generated_tokens: int
+
+
+def _best(runs: list[Run]) -> Run:
+    return Run(
+        ttft_s=min(r.ttft_s for r in runs),
+        prefill_tps=max(r.prefill_tps for r in runs),
+        decode_tps=max(r.decode_tps for r in runs),
+        peak_memory_gb=max(r.peak_memory_gb for r in runs),
+        prompt_tokens=runs[0].prompt_tokens,
+        generated_tokens=runs[0].generated_tokens,
+    )
+
+
+def _long_prompt(tokenizer, n_tokens: int) -> str:
+    head = tokenizer.encode(LONG_PROMPT_HEAD, add_special_tokens=False)
+    body = tokenizer.encode(NOTES, add_special_tokens=False)
+    need = max(n_tokens - len(head), 1)
+    body = (body * (need // len(body) + 1))[:need]
+    return LONG_PROMPT_HEAD + tokenizer.decode(body)
+
+
+class Bench:
+    def __init__(self, engine: Engine, max_tokens: int):
+        self.engine = engine
+        self.max_tokens = max_tokens
+        tokenizer = engine.tokenizer
+        # Same token count on both sides: the end-of-turn tokens are banned.
+        self.processors = make_logits_processors(
+            logit_bias={t: -float("inf") for t in tokenizer.eos_token_ids})
+        self.sampling = DIRECT_SAMPLING
+
+    def app(self, messages: list[dict], seed: int, chat: ChatCache | None = None) -> Run:
+        options = GenerationOptions(thinking=False, max_tokens=self.max_tokens,
+                                    sampling=self.sampling, seed=seed,
+                                    logits_processors=self.processors)
+        generation = self.engine.generate(messages, options, chat)
+        stats = None
+        for event in generation:
+            if isinstance(event, TurnStats):
+                stats = event
+            elif isinstance(event, Failed):
+                raise RuntimeError(event.error)
+        done = time.perf_counter()
+        first_token = generation.submitted + stats.ttft_s
+        return Run(
+            ttft_s=stats.ttft_s,
+            prefill_tps=stats.prompt_tps,
+            decode_tps=(stats.generated_tokens - 1) / (done - first_token),
+            peak_memory_gb=stats.peak_memory_gb,
+            prompt_tokens=stats.prompt_tokens,
+            generated_tokens=stats.generated_tokens,
+        ), stats
+
+    def raw(self, messages: list[dict], seed: int) -> Run:
+        s = self.sampling
+
+        def run(model, tokenizer) -> Run:
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                enable_thinking=False)
+            mx.random.seed(seed)
+            mx.reset_peak_memory()
+            sampler = make_sampler(temp=s.temperature, top_p=s.top_p, min_p=s.min_p,
+                                   top_k=s.top_k)
+            start = time.perf_counter()
+            first = last = None
+            for response in stream_generate(model, tokenizer, ids, max_tokens=self.max_tokens,
+                                            sampler=sampler, logits_processors=self.processors):
+                last = time.perf_counter()
+                first = first or last
+                n = response.generation_tokens
+            return Run(ttft_s=first - start, prefill_tps=len(ids) / (first - start),
+                       decode_tps=(n - 1) / (last - first),
+                       peak_memory_gb=mx.get_peak_memory() / 1e9,
+                       prompt_tokens=len(ids), generated_tokens=n)
+
+        return self.engine.call(run)
+
+
+def measure(engine: Engine, max_tokens: int, long_prompt_tokens: int, repeats: int,
+            progress=lambda msg: None) -> dict:
+    bench = Bench(engine, max_tokens)
+    prompts = {
+        "short": [{"role": "user", "content": SHORT_PROMPT}],
+        "long": [{"role": "user", "content": _long_prompt(engine.tokenizer, long_prompt_tokens)}],
+    }
+    progress("warming up")
+    bench.app(prompts["short"], seed=0)
+    bench.raw(prompts["short"], seed=0)
+
+    figures = {}
+    for name, messages in prompts.items():
+        app_runs, raw_runs = [], []
+        for r in range(repeats):
+            progress(f"{name} prompt, run {r + 1}/{repeats}")
+            app_runs.append(bench.app(messages, seed=r)[0])
+            raw_runs.append(bench.raw(messages, seed=r))
+        figures[name] = {"app": _best(app_runs), "raw": _best(raw_runs)}
+
+    progress("follow-up turn")
+    chat = ChatCache()
+    first = bench.app(prompts["short"], seed=0, chat=chat)[1]
+    answer = engine.tokenizer.decode(chat.tokens[-first.generated_tokens:])
+    follow = prompts["short"] + [{"role": "assistant", "content": answer},
+                                 {"role": "user", "content": FOLLOW_UP}]
+    second = bench.app(follow, seed=0, chat=chat)[1]
+    return report(engine, figures, second, max_tokens, repeats)
+
+
+def report(engine: Engine, figures: dict, followup: TurnStats, max_tokens: int,
+           repeats: int) -> dict:
+    short, long = figures["short"], figures["long"]
+
+    def ratio(a: float, b: float) -> float:
+        return round(a / b, 4) if b else 0.0
+
+    out = {
+        "model": str(engine.model_path),
+        "device": str(mx.default_device()),
+        "machine": f"{platform.system()} {platform.machine()}",
+        "mlx": mx.__version__,
+        "max_tokens": max_tokens,
+        "repeats": repeats,
+        "ttft_s": short["app"].ttft_s,
+        "prefill_tps": long["app"].prefill_tps,
+        "decode_tps": short["app"].decode_tps,
+        "peak_memory_gb": max(short["app"].peak_memory_gb, long["app"].peak_memory_gb),
+        "raw_ttft_s": short["raw"].ttft_s,
+        "raw_prefill_tps": long["raw"].prefill_tps,
+        "raw_decode_tps": short["raw"].decode_tps,
+        "raw_peak_memory_gb": max(short["raw"].peak_memory_gb, long["raw"].peak_memory_gb),
+        # Worst of the two prompts: the app must keep up on both.
+        "decode_ratio": min(ratio(f["app"].decode_tps, f["raw"].decode_tps)
+                            for f in figures.values()),
+        "prefill_ratio": ratio(long["app"].prefill_tps, long["raw"].prefill_tps),
+        "ttft_ratio": ratio(short["app"].ttft_s, short["raw"].ttft_s),
+        "decode_floor_tps": DECODE_FLOOR_TPS,
+        "meets_floor": short["app"].decode_tps >= DECODE_FLOOR_TPS,
+        "followup_prompt_tokens": followup.prompt_tokens,
+        "followup_cached_tokens": followup.cached_tokens,
+        "followup_prefilled_tokens": followup.prefilled_tokens,
+        "prompts": {name: {side: vars(run) for side, run in f.items()}
+                    for name, f in figures.items()},
+    }
+    return out
+
+
+def format_table(r: dict) -> str:
+    rows = [f"assistant bench: {r['model']}",
+            f"  {r['machine']}, {r['device']}, mlx {r['mlx']}; {r['max_tokens']} tokens "
+            f"decoded per run, best of {r['repeats']}", ""]
+    header = f"  {'prompt':<16}{'figure':<16}{'app':>10}{'raw mlx-lm':>12}{'app/raw':>10}"
+    rows += [header, "  " + "-" * (len(header) - 2)]
+    for name, f in r["prompts"].items():
+        app, raw = f["app"], f["raw"]
+        label = f"{name} ({app['prompt_tokens']} tok)"
+        for key, title, fmt in (("ttft_s", "TTFT s", ".3f"), ("prefill_tps", "prefill tok/s", ".1f"),
+                                ("decode_tps", "decode tok/s", ".1f"),
+                                ("peak_memory_gb", "peak mem GB", ".3f")):
+            rel = app[key] / raw[key] if raw[key] else 0.0
+            rows.append(f"  {label:<16}{title:<16}{app[key]:>10{fmt}}{raw[key]:>12{fmt}}"
+                        f"{rel:>10.3f}")
+            label = ""
+    rows.append("")
+    rows.append(f"  decode ratio (worst prompt): {r['decode_ratio']:.3f}   "
+                "(TTFT: lower is better; the rest: higher is better)")
+    mark = "meets" if r["meets_floor"] else "BELOW"
+    rows.append(f"  decode floor {r['decode_floor_tps']:.0f} tok/s: app {r['decode_tps']:.1f} "
+                f"tok/s, {mark} the floor")
+    rows.append(f"  follow-up turn: {r['followup_prompt_tokens']} prompt tokens, "
+                f"{r['followup_cached_tokens']} reused from the cache, "
+                f"{r['followup_prefilled_tokens']} prefilled")
+    return "\n".join(rows)
+
+
+def run_bench(args, settings) -> int:
+    model_path = resolve_model(args.model or settings.model)
+    window = max(settings.context_limit, args.long_prompt_tokens + args.max_tokens + 512)
+    quiet = args.json or not sys.stderr.isatty()
+
+    def progress(msg: str) -> None:
+        if not quiet:
+            print(f"\r\x1b[2K{msg}…", end="", file=sys.stderr, flush=True)
+
+    with Engine(model_path, context_limit=window) as engine:
+        progress("loading the model")
+        engine.wait_loaded()
+        result = measure(engine, args.max_tokens, args.long_prompt_tokens, args.repeats,
+                         progress)
+    progress("")
+    if not quiet:
+        print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0

@@ -1,0 +1,325 @@
+"""The generation thread.
+
+MLX streams belong to the thread that made them, so exactly one long-lived thread
+loads the model and runs every generation (the shape of mlx-lm's server). Front ends
+submit requests and read a queue of typed events; cancelling sets a flag the thread
+checks after every token.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import mlx.core as mx
+from mlx_lm import load, stream_generate
+from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+from mlx_lm.sample_utils import make_logits_processors, make_sampler
+from mlx_lm.utils import common_prefix_len
+
+from assistant.config import DIRECT_SAMPLING, THINKING_SAMPLING, Sampling
+from assistant.engine.events import (Event, Failed, Finished, TextDelta, ThinkingDelta,
+                                     ToolCallParsed, TurnStats)
+from assistant.engine.split import REASONING, OutputSplitter, initial_state
+from assistant.errors import ModelError
+
+DEFAULT_CONTEXT = 32768
+# What the engine appends when the thinking budget runs out, so the model answers.
+BUDGET_CLOSE = "\n</think>\n\n"
+
+
+class _PrefillCancelled(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    thinking: bool = True
+    max_tokens: int = 4096
+    thinking_budget: int | None = None
+    sampling: Sampling | None = None  # None: Qwen's preset for the mode
+    tools: Sequence[dict] | None = None  # JSON schemas in the chat template's format
+    seed: int | None = None
+    # Extra mlx-lm logits processors, applied after the sampling penalties.
+    logits_processors: Sequence[Callable] = ()
+
+
+class ChatCache:
+    """One conversation's KV cache and the token ids it holds, kept between turns."""
+
+    def __init__(self) -> None:
+        self.kv: list | None = None
+        self.tokens: list[int] = []
+
+    def reset(self) -> None:
+        self.kv, self.tokens = None, []
+
+    def reuse(self, model, prompt: list[int]) -> int:
+        """Keep the longest cached prefix of ``prompt``; return its length.
+
+        The template drops earlier turns' reasoning, so the cache holds tokens the new
+        prompt no longer has: trim back to the common prefix rather than start over.
+        """
+        if self.kv is None:
+            self.kv, self.tokens = make_prompt_cache(model), []
+        # At least one token must be fed to get the next token's logits.
+        common = min(common_prefix_len(self.tokens, prompt), len(prompt) - 1)
+        excess = len(self.tokens) - common
+        if excess:
+            if can_trim_prompt_cache(self.kv):
+                trim_prompt_cache(self.kv, excess)
+            else:
+                self.kv, common = make_prompt_cache(model), 0
+        del self.tokens[common:]
+        return common
+
+
+class Generation:
+    """A handle on one request: iterate it for events, or cancel it."""
+
+    def __init__(self) -> None:
+        self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._cancel = threading.Event()
+        self.submitted = time.perf_counter()
+        self.done = False
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def __iter__(self) -> Iterator[Event]:
+        while not self.done:
+            event = self._events.get()
+            if isinstance(event, (Finished, Failed)):
+                self.done = True
+            yield event
+
+    def result(self) -> TurnResult:
+        """Wait for the end and gather everything that was streamed."""
+        result = TurnResult()
+        for event in self:
+            result.add(event)
+        return result
+
+
+@dataclass
+class TurnResult:
+    text: str = ""
+    thinking: str = ""
+    tool_calls: list[ToolCallParsed] = field(default_factory=list)
+    stats: TurnStats | None = None
+    finish_reason: str | None = None
+    error: Failed | None = None
+
+    def add(self, event: Event) -> None:
+        match event:
+            case TextDelta(text):
+                self.text += text
+            case ThinkingDelta(text):
+                self.thinking += text
+            case ToolCallParsed():
+                self.tool_calls.append(event)
+            case TurnStats():
+                self.stats = event
+            case Finished(reason):
+                self.finish_reason = reason
+                self.text, self.thinking = self.text.rstrip(), self.thinking.strip()
+            case Failed():
+                self.error = event
+
+
+@dataclass
+class _Job:
+    messages: list[dict]
+    options: GenerationOptions
+    chat: ChatCache
+    generation: Generation
+
+
+class Engine:
+    """Owns the model and the thread that runs it. Use as a context manager or ``close()``."""
+
+    def __init__(self, model_path: Path | str, *, context_limit: int = DEFAULT_CONTEXT):
+        self.model_path = Path(model_path)
+        self._context_limit = context_limit
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._loaded = threading.Event()
+        self._load_error: Exception | None = None
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.context_window = context_limit
+        self._thread = threading.Thread(target=self._run, name="mlx-generation", daemon=True)
+        self._thread.start()
+
+    # -- front-end side -------------------------------------------------------------
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Block until the model is loaded; raise ``ModelError`` if it could not be."""
+        if not self._loaded.wait(timeout):
+            return False
+        if self._load_error is not None:
+            raise self._load_error
+        return True
+
+    def generate(self, messages: Sequence[dict], options: GenerationOptions | None = None,
+                 chat: ChatCache | None = None) -> Generation:
+        """Queue a generation for ``messages``; pass the same ``chat`` across turns to reuse
+        its KV cache."""
+        if not self._thread.is_alive() and self._load_error is not None:
+            raise self._load_error
+        generation = Generation()
+        self._jobs.put(_Job(list(messages), options or GenerationOptions(),
+                            chat if chat is not None else ChatCache(), generation))
+        return generation
+
+    def call(self, fn: Callable[[Any, Any], Any]) -> Any:
+        """Run ``fn(model, tokenizer)`` on the generation thread and return its result
+        (for benchmarks and tools that need MLX on the thread that owns the model)."""
+        self.wait_loaded()
+        future: Future = Future()
+        self._jobs.put((fn, future))
+        return future.result()
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- generation thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            try:
+                self.model, self.tokenizer, config = load(str(self.model_path), return_config=True)
+                window = config.get("max_position_embeddings") or self._context_limit
+                self.context_window = min(window, self._context_limit)
+            except Exception as exc:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self._load_error = ModelError(f"cannot load the model in {self.model_path}: "
+                                              f"{first}")
+                return
+            finally:
+                self._loaded.set()
+            while (job := self._jobs.get()) is not None:
+                if isinstance(job, tuple):
+                    fn, future = job
+                    try:
+                        future.set_result(fn(self.model, self.tokenizer))
+                    except BaseException as exc:
+                        future.set_exception(exc)
+                    continue
+                try:
+                    self._run_turn(job)
+                except _PrefillCancelled:
+                    job.chat.reset()  # the cache holds part of the prompt
+                    job.generation._events.put(Finished("cancelled"))
+                except Exception as exc:
+                    job.chat.reset()  # the cache may hold half a step
+                    job.generation._events.put(Failed(f"generation failed: {exc}"))
+        finally:
+            # A thread that used MLX must release its streams, or the process can
+            # abort at exit ("terminate called without an active exception").
+            mx.synchronize()
+            mx.clear_streams()
+
+    def _run_turn(self, job: _Job) -> None:
+        emit = job.generation._events.put
+        opts, tokenizer, chat = job.options, self.tokenizer, job.chat
+        if job.generation.cancelled:
+            emit(Finished("cancelled"))
+            return
+        prompt = tokenizer.apply_chat_template(
+            job.messages, tools=list(opts.tools) if opts.tools else None,
+            add_generation_prompt=True, enable_thinking=opts.thinking)
+        if len(prompt) >= self.context_window:
+            emit(Failed(f"the conversation is {len(prompt):,} tokens, more than the "
+                        f"{self.context_window:,}-token context window; start a new chat "
+                        "or shorten the prompt", kind="context"))
+            return
+        max_tokens = min(opts.max_tokens, self.context_window - len(prompt))
+
+        sampling = opts.sampling or (THINKING_SAMPLING if opts.thinking else DIRECT_SAMPLING)
+        sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p,
+                               min_p=sampling.min_p, top_k=sampling.top_k)
+        processors = make_logits_processors(presence_penalty=sampling.presence_penalty or None)
+        processors += list(opts.logits_processors)
+        if opts.seed is not None:
+            mx.random.seed(opts.seed)
+        mx.reset_peak_memory()
+
+        def stop_prefill(done: int, total: int) -> None:
+            # Called between prefill chunks: a long prompt can be cancelled too.
+            if job.generation.cancelled and done < total:
+                raise _PrefillCancelled
+
+        cached = chat.reuse(self.model, prompt)
+        splitter = OutputSplitter(tokenizer, initial_state(tokenizer, prompt))
+        feed = prompt[cached:]
+        generated = thinking = 0
+        reason: str | None = None
+        t_start = time.perf_counter()
+        t_first = t_last = None
+        while reason is None:
+            chat.tokens.extend(feed)
+            budget_hit = False
+            stream = stream_generate(self.model, tokenizer, mx.array(feed),
+                                     max_tokens=max_tokens - generated, sampler=sampler,
+                                     logits_processors=processors, prompt_cache=chat.kv,
+                                     prompt_progress_callback=stop_prefill)
+            with closing(stream):
+                for response in stream:
+                    t_last = time.perf_counter()
+                    if t_first is None:
+                        t_first = t_last
+                    # Every yielded token is already in the KV cache.
+                    chat.tokens.append(response.token)
+                    generated += 1
+                    events = splitter.feed(response.text)
+                    if response.finish_reason:
+                        reason = response.finish_reason
+                    elif job.generation.cancelled:
+                        reason = "cancelled"
+                    if reason:
+                        events += splitter.finish()
+                    for event in events:
+                        emit(event)
+                    if reason:
+                        break
+                    if splitter.thinking:
+                        thinking += 1
+                        if opts.thinking_budget is not None and thinking >= opts.thinking_budget:
+                            budget_hit = True
+                            break
+            if budget_hit:
+                for event in splitter.feed(BUDGET_CLOSE):
+                    emit(event)
+                feed = tokenizer.encode(BUDGET_CLOSE, add_special_tokens=False)
+                if generated >= max_tokens:
+                    reason = "length"
+
+        decode_s = (t_last - t_first) if t_first is not None else 0.0
+        emit(TurnStats(
+            ttft_s=(t_first or t_start) - job.generation.submitted,
+            prompt_tokens=len(prompt),
+            cached_tokens=cached,
+            prompt_tps=(len(prompt) - cached) / max((t_first or t_start) - t_start, 1e-9),
+            generated_tokens=generated,
+            thinking_tokens=thinking,
+            decode_tps=(generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0,
+            peak_memory_gb=mx.get_peak_memory() / 1e9,
+        ))
+        emit(Finished(reason))

@@ -1,0 +1,94 @@
+"""Turning the model's streamed text into thinking, answer and tool-call events.
+
+mlx-lm's ``TextStateMachine`` does the matching (``<think>``, ``</think>``,
+``<tool_call>``, ``</tool_call>``, held back while a marker may be half-streamed);
+this adds what a chat needs on top: whitespace that only separates blocks is dropped,
+so an empty ``<think>\\n\\n</think>\\n\\n`` never reaches the answer, and each finished
+tool-call block is parsed.
+"""
+
+from __future__ import annotations
+
+import json
+
+from mlx_lm.generate import TextStateMachine, make_text_state_machine
+
+from assistant.engine.events import TextDelta, ThinkingDelta, ToolCallParsed
+
+REASONING, ANSWER, TOOL = "reasoning", "normal", "tool"
+
+
+def initial_state(tokenizer, prompt: list[int]) -> str:
+    """Whether the prompt leaves a ``<think>`` block open (the template opened it)."""
+    if tokenizer.has_thinking:
+        if tokenizer.rfind_think_start(prompt) > tokenizer.rfind_think_end(prompt):
+            return REASONING
+    return ANSWER
+
+
+class OutputSplitter:
+    def __init__(self, tokenizer, state: str = ANSWER):
+        self._machine = make_text_state_machine(tokenizer)
+        self._state = self._machine.make_state(state)
+        self._parse = tokenizer.tool_parser or json.loads
+        self._current = state
+        self._block_start = True  # strip whitespace until the block says something
+        self._tool_text = ""
+
+    @property
+    def thinking(self) -> bool:
+        return self._current == REASONING
+
+    def feed(self, text: str) -> list:
+        self._state, segments = TextStateMachine.split(self._state, text)
+        return self._events(segments)
+
+    def finish(self) -> list:
+        """Flush what was held back; a tool call left open is reported as cut off."""
+        self._state, held, state = TextStateMachine.flush(self._state)
+        events = self._events([(state, held)])
+        if self._current == TOOL:
+            raw, self._tool_text = self._tool_text, ""
+            events.append(ToolCallParsed(None, None, raw, "the tool call was cut off "
+                                         "before </tool_call>"))
+        return events
+
+    def _events(self, segments) -> list:
+        events = []
+        for state, text in segments:
+            if state != self._current:
+                if self._current == TOOL:
+                    events.append(self._tool_call())
+                self._current = state
+                self._block_start = True
+            if state == TOOL:
+                self._tool_text += text
+                continue
+            if self._block_start:
+                text = text.lstrip()
+                if not text:
+                    continue
+                self._block_start = False
+            if state == REASONING:
+                events.append(ThinkingDelta(text))
+            elif state == ANSWER:
+                events.append(TextDelta(text))
+        return events
+
+    def _tool_call(self) -> ToolCallParsed:
+        raw, self._tool_text = self._tool_text.strip(), ""
+        try:
+            call = self._parse(raw)
+        except ValueError as exc:
+            return ToolCallParsed(None, None, raw, f"the tool call is not valid JSON: {exc}")
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            return ToolCallParsed(None, None, raw, 'a tool call needs a "name" string')
+        arguments = call.get("arguments", {})
+        if isinstance(arguments, str):  # some models send the arguments JSON-encoded
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                pass
+        if not isinstance(arguments, dict):
+            return ToolCallParsed(call["name"], None, raw, '"arguments" must be a JSON object')
+        return ToolCallParsed(call["name"], arguments, raw)
