@@ -83,7 +83,7 @@ class Bench:
 
     def app(self, messages: list[dict], seed: int, chat: ChatCache | None = None) -> Run:
         options = GenerationOptions(thinking=False, max_tokens=self.max_tokens,
-                                    sampling=self.sampling, seed=seed,
+                                    direct_sampling=self.sampling, seed=seed,
                                     logits_processors=self.processors)
         generation = self.engine.generate(messages, options, chat)
         stats = None

@@ -137,7 +137,8 @@ def ask(args, settings) -> int:
         thinking=thinking,
         max_tokens=args.max_tokens or settings.max_tokens,
         thinking_budget=args.thinking_budget or settings.thinking_budget,
-        sampling=settings.sampling(thinking),
+        thinking_sampling=settings.sampling_thinking,
+        direct_sampling=settings.sampling_direct,
         seed=args.seed,
     )
 
@@ -170,7 +171,7 @@ def ask(args, settings) -> int:
 
     if isinstance(result.error, Failed):
         print(f"assistant: {result.error.error}", file=sys.stderr)
-        return 2 if result.error.kind == "context" else EXIT_FAILED
+        return EXIT_FAILED if result.error.kind == "error" else 2
     if args.json:
         print(json.dumps({
             "answer": result.text,

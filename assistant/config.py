@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import platformdirs
@@ -67,9 +67,6 @@ class Settings:
     context_limit: int = 32768
     sampling_thinking: Sampling = THINKING_SAMPLING
     sampling_direct: Sampling = DIRECT_SAMPLING
-
-    def sampling(self, thinking: bool) -> Sampling:
-        return self.sampling_thinking if thinking else self.sampling_direct
 
 
 SETTINGS_TEMPLATE = f"""\

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+# transformers warns on stderr that torch is absent; only its tokenizer code is used.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 FIXTURE_TEMPLATE = Path(__file__).with_name("qwen3_chat_template.jinja")
 

@@ -9,6 +9,7 @@ checks after every token.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from concurrent.futures import Future
@@ -34,6 +35,22 @@ DEFAULT_CONTEXT = 32768
 BUDGET_CLOSE = "\n</think>\n\n"
 
 
+_SOFT_SWITCH = re.compile(r"/(no_)?think\b")
+
+
+def effective_thinking(messages: Sequence[dict], thinking: bool) -> bool:
+    """Qwen3's soft switches: with thinking on, the latest ``/think`` or ``/no_think``
+    in the user's messages decides; with it off (the hard switch), nothing turns it on."""
+    if not thinking:
+        return False
+    for message in reversed(messages):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            switches = _SOFT_SWITCH.findall(message["content"])
+            if switches:
+                return switches[-1] != "no_"
+    return True
+
+
 class _PrefillCancelled(Exception):
     pass
 
@@ -43,7 +60,9 @@ class GenerationOptions:
     thinking: bool = True
     max_tokens: int = 4096
     thinking_budget: int | None = None
-    sampling: Sampling | None = None  # None: Qwen's preset for the mode
+    # One preset per mode (Qwen's by default): soft switches can change the mode.
+    thinking_sampling: Sampling = THINKING_SAMPLING
+    direct_sampling: Sampling = DIRECT_SAMPLING
     tools: Sequence[dict] | None = None  # JSON schemas in the chat template's format
     seed: int | None = None
     # Extra mlx-lm logits processors, applied after the sampling penalties.
@@ -174,8 +193,6 @@ class Engine:
                  chat: ChatCache | None = None) -> Generation:
         """Queue a generation for ``messages``; pass the same ``chat`` across turns to reuse
         its KV cache."""
-        if not self._thread.is_alive() and self._load_error is not None:
-            raise self._load_error
         generation = Generation()
         self._jobs.put(_Job(list(messages), options or GenerationOptions(),
                             chat if chat is not None else ChatCache(), generation))
@@ -184,7 +201,6 @@ class Engine:
     def call(self, fn: Callable[[Any, Any], Any]) -> Any:
         """Run ``fn(model, tokenizer)`` on the generation thread and return its result
         (for benchmarks and tools that need MLX on the thread that owns the model)."""
-        self.wait_loaded()
         future: Future = Future()
         self._jobs.put((fn, future))
         return future.result()
@@ -203,38 +219,50 @@ class Engine:
 
     def _run(self) -> None:
         try:
-            try:
-                self.model, self.tokenizer, config = load(str(self.model_path), return_config=True)
-                window = config.get("max_position_embeddings") or self._context_limit
-                self.context_window = min(window, self._context_limit)
-            except Exception as exc:
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                self._load_error = ModelError(f"cannot load the model in {self.model_path}: "
-                                              f"{first}")
-                return
-            finally:
-                self._loaded.set()
+            self._load()
             while (job := self._jobs.get()) is not None:
                 if isinstance(job, tuple):
-                    fn, future = job
-                    try:
-                        future.set_result(fn(self.model, self.tokenizer))
-                    except BaseException as exc:
-                        future.set_exception(exc)
-                    continue
-                try:
-                    self._run_turn(job)
-                except _PrefillCancelled:
-                    job.chat.reset()  # the cache holds part of the prompt
-                    job.generation._events.put(Finished("cancelled"))
-                except Exception as exc:
-                    job.chat.reset()  # the cache may hold half a step
-                    job.generation._events.put(Failed(f"generation failed: {exc}"))
+                    self._call(*job)
+                else:
+                    self._serve(job)
         finally:
             # A thread that used MLX must release its streams, or the process can
             # abort at exit ("terminate called without an active exception").
             mx.synchronize()
             mx.clear_streams()
+
+    def _load(self) -> None:
+        try:
+            self.model, self.tokenizer, config = load(str(self.model_path), return_config=True)
+            window = config.get("max_position_embeddings") or self._context_limit
+            self.context_window = min(window, self._context_limit)
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._load_error = ModelError(f"cannot load the model in {self.model_path}: {first}")
+        finally:
+            self._loaded.set()
+
+    def _call(self, fn: Callable, future: Future) -> None:
+        try:
+            if self._load_error is not None:
+                raise self._load_error
+            future.set_result(fn(self.model, self.tokenizer))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    def _serve(self, job: _Job) -> None:
+        emit = job.generation._events.put
+        if self._load_error is not None:  # requests queued before loading failed
+            emit(Failed(str(self._load_error), kind="model"))
+            return
+        try:
+            self._run_turn(job)
+        except _PrefillCancelled:
+            job.chat.reset()  # the cache holds part of the prompt
+            emit(Finished("cancelled"))
+        except Exception as exc:
+            job.chat.reset()  # the cache may hold half a step
+            emit(Failed(f"generation failed: {exc}"))
 
     def _run_turn(self, job: _Job) -> None:
         emit = job.generation._events.put
@@ -252,7 +280,9 @@ class Engine:
             return
         max_tokens = min(opts.max_tokens, self.context_window - len(prompt))
 
-        sampling = opts.sampling or (THINKING_SAMPLING if opts.thinking else DIRECT_SAMPLING)
+        # The model follows the soft switches; sample as the mode it will be in.
+        thinking_mode = effective_thinking(job.messages, opts.thinking)
+        sampling = opts.thinking_sampling if thinking_mode else opts.direct_sampling
         sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p,
                                min_p=sampling.min_p, top_k=sampling.top_k)
         processors = make_logits_processors(presence_penalty=sampling.presence_penalty or None)
@@ -321,5 +351,6 @@ class Engine:
             thinking_tokens=thinking,
             decode_tps=(generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0,
             peak_memory_gb=mx.get_peak_memory() / 1e9,
+            thinking_mode=thinking_mode,
         ))
         emit(Finished(reason))

@@ -45,6 +45,7 @@ class TurnStats:
     thinking_tokens: int
     decode_tps: float
     peak_memory_gb: float
+    thinking_mode: bool  # the mode in effect, soft switches included
 
     @property
     def prefilled_tokens(self) -> int:
@@ -58,11 +59,12 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
-    """The generation could not run or broke off. ``kind`` is ``"context"`` when the
-    prompt does not fit the context window (the user can act on it), else ``"error"``."""
+    """The generation could not run or broke off. ``kind`` says whether the user can act
+    on it: ``"context"`` (the prompt does not fit the context window), ``"model"`` (the
+    model could not be loaded), or ``"error"`` (anything else)."""
 
     error: str
-    kind: Literal["context", "error"] = "error"
+    kind: Literal["context", "model", "error"] = "error"
 
 
 Event = ThinkingDelta | TextDelta | ToolCallParsed | TurnStats | Finished | Failed

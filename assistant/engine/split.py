@@ -66,9 +66,9 @@ class OutputSplitter:
                 continue
             if self._block_start:
                 text = text.lstrip()
-                if not text:
-                    continue
-                self._block_start = False
+                self._block_start = not text
+            if not text:
+                continue
             if state == REASONING:
                 events.append(ThinkingDelta(text))
             elif state == ANSWER:

@@ -1,0 +1,44 @@
+"""`assistant bench` runs end to end and reports every figure. Speed itself is never
+asserted here: it lives in the printed table (BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ASSISTANT = str(Path(sys.executable).with_name("assistant"))
+KEYS = {"ttft_s", "prefill_tps", "decode_tps", "peak_memory_gb", "raw_decode_tps",
+        "decode_ratio", "followup_prompt_tokens", "followup_cached_tokens"}
+
+
+def bench(fixture_model, *extra):
+    return subprocess.run([ASSISTANT, "bench", "--model", str(fixture_model), "--max-tokens",
+                           "8", "--long-prompt-tokens", "96", "--repeats", "1", *extra],
+                          capture_output=True, text=True, timeout=300, env=os.environ.copy())
+
+
+def test_bench_json_reports_every_figure(fixture_model):
+    result = bench(fixture_model, "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert KEYS <= set(out)
+    for side in ("app", "raw"):
+        for prompt in ("short", "long"):
+            run = out["prompts"][prompt][side]
+            assert run["generated_tokens"] == 8  # same token count on both sides
+            assert run["decode_tps"] > 0 and run["ttft_s"] > 0
+    assert out["prompts"]["long"]["app"]["prompt_tokens"] >= 96
+    assert out["prompts"]["long"]["app"]["prompt_tokens"] == out["prompts"]["long"]["raw"]["prompt_tokens"]
+    # The follow-up turn reuses the first turn's prompt from the cache.
+    assert 0 < out["followup_cached_tokens"] < out["followup_prompt_tokens"]
+
+
+def test_bench_table(fixture_model):
+    result = bench(fixture_model)
+    assert result.returncode == 0, result.stderr
+    for needle in ("decode tok/s", "raw mlx-lm", "app/raw", "decode floor 55 tok/s",
+                   "follow-up turn"):
+        assert needle in result.stdout
