@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import closing
 from dataclasses import asdict
+from pathlib import Path
 
 from assistant import __version__
 from assistant.config import load_settings
@@ -42,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--system", help="system prompt ('' for none)")
     ask.add_argument("--seed", type=int, help="random seed, for repeatable answers")
     ask.add_argument("--json", action="store_true",
-                     help="print one JSON object: answer, thinking, stats")
+                     help="print one JSON object: answer, thinking, tool calls, stats")
+    _mcp_options(ask)
+    ask.add_argument("--allow-tools", action="store_true",
+                     help="run tool calls without asking (otherwise: ask on a terminal, "
+                          "deny without one)")
 
     bench = commands.add_parser(
         "bench", help="measure speed against raw mlx-lm",
@@ -56,7 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_positive, default=3,
                        help="runs of each side, interleaved; the best is kept (default 3)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+
+    from assistant import cli_tools
+
+    cli_tools.add_parser(commands)
     return parser
+
+
+def _mcp_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mcp-config", type=Path,
+                        help="MCP server config (Claude Desktop's mcpServers format)")
+    parser.add_argument("--no-tools", action="store_true", help="start no MCP servers")
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             from assistant.bench import run_bench
 
             return run_bench(args, settings)
+        if args.command == "tools":
+            from assistant import cli_tools
+
+            return cli_tools.run(args, settings)
     except UserError as exc:
         print(f"assistant: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -124,15 +144,15 @@ def read_prompt(arg: str | None) -> str:
 
 
 def ask(args, settings) -> int:
-    from assistant.engine import (Engine, Failed, GenerationOptions, TextDelta,
-                                  ThinkingDelta, TurnResult, resolve_model)
+    from assistant.chat.tooling import configured_servers, make_tools, server_problems, start_host
+    from assistant.chat.turn import Turn
+    from assistant.engine import ChatCache, Engine, GenerationOptions, resolve_model
     from assistant.prompts import load as load_prompt
+    from assistant.tokens import counter_for
 
     prompt = read_prompt(args.prompt)
     thinking = settings.thinking if args.thinking is None else args.thinking
     system = load_prompt("system") if args.system is None else args.system
-    messages = ([{"role": "system", "content": system}] if system else [])
-    messages.append({"role": "user", "content": prompt})
     options = GenerationOptions(
         thinking=thinking,
         max_tokens=args.max_tokens or settings.max_tokens,
@@ -141,49 +161,133 @@ def ask(args, settings) -> int:
         direct_sampling=settings.sampling_direct,
         seed=args.seed,
     )
+    servers, problems = ([], []) if args.no_tools else configured_servers(settings,
+                                                                          args.mcp_config)
+    for line in problems:
+        print(f"assistant: warning: {line}", file=sys.stderr)
 
     model_path = resolve_model(args.model or settings.model)
-    with Engine(model_path, context_limit=settings.context_limit) as engine:
+    with Engine(model_path, context_limit=settings.context_limit) as engine, \
+            closing(start_host(servers)) as host:
+        for line in server_problems(host):
+            print(f"assistant: warning: {line}", file=sys.stderr)
         engine.wait_loaded()
-        generation = engine.generate(messages, options)
-        result = TurnResult()
-        dim = sys.stderr.isatty()
+        tools = None
+        if host.tools():
+            tools = make_tools(host, servers, counter_for(model_path),
+                               _terminal_approver(args.allow_tools, args.prompt in (None, "-")))
+            system = "\n\n".join(p for p in (system, load_prompt("tools")) if p)
+        messages = ([{"role": "system", "content": system}] if system else [])
+        messages.append({"role": "user", "content": prompt})
+        printer = _Printer(args.json, args.show_thinking)
+        turn = Turn(engine, messages, options, chat=ChatCache(), observer=printer, tools=tools)
         try:
-            for event in generation:
-                result.add(event)
-                if args.json:
-                    continue
-                if isinstance(event, TextDelta):
-                    if args.show_thinking and result.thinking and result.text == event.text:
-                        sys.stderr.write("\n\n")  # the answer starts below the thinking
-                        sys.stderr.flush()
-                    sys.stdout.write(event.text)
-                    sys.stdout.flush()
-                elif isinstance(event, ThinkingDelta) and args.show_thinking:
-                    sys.stderr.write(f"\x1b[2m{event.text}\x1b[0m" if dim else event.text)
-                    sys.stderr.flush()
+            outcome = turn.run()
         except KeyboardInterrupt:
-            generation.cancel()
-            for event in generation:  # let the engine stop cleanly
-                pass
+            turn.cancel()  # the engine stops at its next token; closing waits for it
             print(file=sys.stderr)
             return EXIT_INTERRUPTED
 
-    if isinstance(result.error, Failed):
-        print(f"assistant: {result.error.error}", file=sys.stderr)
-        return EXIT_FAILED if result.error.kind == "error" else 2
+    if outcome.error:
+        print(f"assistant: {outcome.error.error}", file=sys.stderr)
+        return EXIT_FAILED if outcome.error.kind == "error" else 2
     if args.json:
         print(json.dumps({
-            "answer": result.text,
-            "thinking": result.thinking,
-            "finish_reason": result.finish_reason,
+            "answer": outcome.text,
+            "thinking": outcome.thinking,
+            "finish_reason": outcome.finish_reason,
             "model": str(model_path),
-            "stats": asdict(result.stats) if result.stats else None,
+            "tool_calls": [{"server": c.server, "tool": c.tool, "name": c.name,
+                            "arguments": c.arguments, "status": c.status, "error": c.error,
+                            "decision": c.decision, "duration_s": c.duration_s,
+                            "result": c.result} for c in outcome.calls],
+            "stats": asdict(outcome.stats[-1]) if outcome.stats else None,
         }, ensure_ascii=False))
         return 0
-    if result.text and not result.text.endswith("\n"):
+    if printer.text_shown and not printer.ends_with_newline:
         sys.stdout.write("\n")
-    if result.finish_reason == "length":
+    if outcome.finish_reason == "length":
         print(f"assistant: the answer was cut off at {options.max_tokens} tokens; "
               "raise --max-tokens for more", file=sys.stderr)
+    elif outcome.finish_reason == "rounds":
+        print("assistant: stopped after the tool-call limit for one turn", file=sys.stderr)
     return 0
+
+
+class _Printer:
+    """Streams the answer to stdout; reasoning and tool activity go to stderr."""
+
+    def __init__(self, quiet: bool, show_thinking: bool):
+        self.quiet, self.show_thinking = quiet, show_thinking
+        self.dim = sys.stderr.isatty()
+        self.text_shown = self.thinking_shown = False
+        self.ends_with_newline = True
+
+    def on_event(self, event) -> None:
+        from assistant.engine import TextDelta, ThinkingDelta
+
+        if self.quiet:
+            return
+        if isinstance(event, TextDelta):
+            if self.thinking_shown and not self.text_shown:
+                sys.stderr.write("\n\n")  # the answer starts below the reasoning
+                sys.stderr.flush()
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+            self.text_shown = True
+            self.ends_with_newline = event.text.endswith("\n")
+        elif isinstance(event, ThinkingDelta) and self.show_thinking:
+            sys.stderr.write(f"\x1b[2m{event.text}\x1b[0m" if self.dim else event.text)
+            sys.stderr.flush()
+            self.thinking_shown = True
+
+    def on_tool_call(self, call) -> None:
+        if self.quiet or call.status == "pending":
+            return
+        name = f"{call.server}/{call.tool}" if call.server else (call.name or "tool call")
+        if call.status == "running":
+            line = f"[tool] {name} {json.dumps(call.arguments, ensure_ascii=False)}"
+        elif call.status == "ok":
+            line = f"[tool] {name}: ok ({call.duration_s:.2f} s, {len(call.result):,} chars)"
+        else:
+            line = f"[tool] {name}: {call.status}: {call.error or call.sent}"
+        if self.text_shown and not self.ends_with_newline:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self.ends_with_newline = True
+        print(line, file=sys.stderr, flush=True)
+
+
+def _terminal_approver(allow_all: bool, stdin_used: bool):
+    """y/n/a on the terminal, showing the full arguments; deny when there is none."""
+    from assistant.mcp.approval import ApprovalRequest
+
+    def approve(request: ApprovalRequest) -> str:
+        if allow_all:
+            return "once"
+        tty = _open_terminal(stdin_used)
+        if tty is None:
+            return "deny"
+        tool = request.tool
+        args = json.dumps(request.arguments, indent=2, ensure_ascii=False)
+        warn = " (it may change things)" if tool.read_only is not True else ""
+        sys.stderr.write(f"\nAllow {tool.server}/{tool.name}{warn} with these arguments?\n"
+                         f"{args}\n[y] yes once  [a] always for this tool  [n] no: ")
+        sys.stderr.flush()
+        answer = tty.readline().strip().lower()
+        if tty is not sys.stdin:
+            tty.close()
+        return {"y": "once", "yes": "once", "a": "always"}.get(answer, "deny")
+
+    return approve
+
+
+def _open_terminal(stdin_used: bool):
+    if not sys.stderr.isatty():
+        return None
+    if not stdin_used and sys.stdin.isatty():
+        return sys.stdin
+    try:
+        return open("/dev/tty", encoding="utf-8")
+    except OSError:
+        return None

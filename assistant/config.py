@@ -65,6 +65,7 @@ class Settings:
     max_tokens: int = 4096
     thinking_budget: int = 2048
     context_limit: int = 32768
+    notes_dir: str = "~/Notes"
     sampling_thinking: Sampling = THINKING_SAMPLING
     sampling_direct: Sampling = DIRECT_SAMPLING
 
@@ -76,6 +77,7 @@ thinking = true                 # start in thinking mode
 max_tokens = 4096               # longest answer, thinking included
 thinking_budget = 2048          # thinking tokens before the model must answer
 context_limit = 32768           # tokens of conversation kept in view
+notes_dir = "~/Notes"           # the only folder the built-in notes server may touch
 
 [sampling.thinking]
 temperature = 0.6
@@ -89,7 +91,7 @@ top_k = 20
 """
 
 _SCALARS = {"model": str, "thinking": bool, "max_tokens": int, "thinking_budget": int,
-            "context_limit": int}
+            "context_limit": int, "notes_dir": str}
 _SAMPLING_TABLES = {"thinking": "sampling_thinking", "non_thinking": "sampling_direct"}
 
 
@@ -125,7 +127,7 @@ def load_settings(path: Path | None = None) -> tuple[Settings, list[str]]:
                 changes[attr] = _sampling(getattr(settings, attr), table_value,
                                           f"{path}: sampling.{table}", warnings)
         elif key in _SCALARS:
-            if _is(value, _SCALARS[key]) and (key in ("model", "thinking") or value > 0):
+            if _is(value, _SCALARS[key]) and (_SCALARS[key] is not int or value > 0):
                 changes[key] = value
             else:
                 warnings.append(f"{path}: {key} = {value!r} is not a valid "

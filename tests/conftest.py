@@ -26,11 +26,38 @@ def fixture_model(tmp_path_factory) -> Path:
     return out
 
 
+def _mcp_children() -> list[str]:
+    """Processes still running one of the MCP servers the tests start."""
+    markers = ("assistant.tools.", "tests/servers/", "mcp-server-time", "env_server.py")
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().split(") ")[-1][:1]
+        except OSError:
+            continue
+        if state != "Z" and any(m in cmdline for m in markers):
+            found.append(f"{proc.name}: {cmdline.strip()}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_mcp_server_left_behind():
+    """After the whole suite, no MCP child process may still be running."""
+    before = set(_mcp_children())
+    yield
+    if Path("/proc").is_dir():
+        left = [p for p in _mcp_children() if p not in before]
+        assert not left, f"MCP server processes left running: {left}"
+
+
 @pytest.fixture(autouse=True)
 def app_home(tmp_path, monkeypatch) -> Path:
-    """Every test gets its own ASSISTANT_HOME and an empty Hugging Face cache."""
+    """Every test gets its own ASSISTANT_HOME, user home (so ~/Notes is not the real one)
+    and an empty Hugging Face cache."""
     home = tmp_path / "home"
     monkeypatch.setenv("ASSISTANT_HOME", str(home))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     return home
 

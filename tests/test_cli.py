@@ -13,8 +13,12 @@ import pytest
 ASSISTANT = str(Path(sys.executable).with_name("assistant"))
 
 
-def run(*args: str, input: bytes | None = None, timeout: float = 180):
+def run(*args: str, input: bytes | None = None, timeout: float = 180, tools: bool = False):
+    """Run the command; `ask` starts no MCP servers unless the test is about them."""
+    if args[:1] == ("ask",) and not tools:
+        args = ("ask", "--no-tools", *args[1:])
     return subprocess.run([ASSISTANT, *args], input=input, capture_output=True,
+                          stdin=None if input is not None else subprocess.DEVNULL,
                           timeout=timeout, env=os.environ.copy())
 
 
@@ -31,8 +35,9 @@ def one_line_error(result, *needles: str) -> str:
 
 
 def test_ask_streams_an_answer(fixture_model):
+    # The default path: our MCP servers start, their tools are offered, then closed.
     result = run("ask", "--model", str(fixture_model), "--no-think", "--max-tokens", "8",
-                 "--seed", "1", "Hello!")
+                 "--seed", "1", "Hello!", tools=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().strip()
     # Only the note that the answer was cut: no library warnings on the user's screen.

@@ -1,0 +1,1 @@
+"""Conversations: the turn loop with tools and approval, and their storage."""

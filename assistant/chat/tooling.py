@@ -1,0 +1,45 @@
+"""Putting the MCP side together for a front end: servers, offer, consent, audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from assistant.chat.turn import Tools
+from assistant.config import Settings, paths
+from assistant.mcp.approval import Approvals, ApprovalStore, Approver
+from assistant.mcp.audit import AuditLog
+from assistant.mcp.catalog import Catalog
+from assistant.mcp.config import ServerConfig, load_servers
+from assistant.mcp.host import McpHost
+from assistant.tokens import TokenCounter
+
+
+def configured_servers(settings: Settings, mcp_config: Path | None = None
+                       ) -> tuple[list[ServerConfig], list[str]]:
+    notes_root = Path(settings.notes_dir).expanduser()
+    return load_servers(mcp_config, notes_root=notes_root)
+
+
+def start_host(servers: list[ServerConfig]) -> McpHost:
+    host = McpHost(servers, log_dir=paths().log_dir)
+    host.start()
+    return host
+
+
+def make_tools(host: McpHost, servers: list[ServerConfig], counter: TokenCounter,
+               approve: Approver) -> Tools:
+    trusted = {s.name for s in servers if s.trust}
+    return Tools(host=host, catalog=Catalog(host.tools(), counter.count),
+                 approvals=Approvals(ApprovalStore(), trusted), approve=approve,
+                 audit=AuditLog(), count=counter.count, encode=counter.encode,
+                 decode=counter.decode)
+
+
+def server_problems(host: McpHost) -> list[str]:
+    """One line per server that did not start, for the user."""
+    lines = []
+    for state in host.servers.values():
+        if state.status == "failed":
+            where = f" (log: {state.log_file})" if state.log_file else ""
+            lines.append(f"MCP server {state.config.name!r} did not start: {state.error}{where}")
+    return lines

@@ -1,0 +1,178 @@
+"""``assistant tools …``: see, check and call the MCP servers from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import closing
+from pathlib import Path
+
+from assistant.chat.tooling import configured_servers, start_host
+from assistant.errors import UserError
+from assistant.mcp.approval import ApprovalStore
+from assistant.mcp.audit import AuditLog
+from assistant.mcp.catalog import Catalog
+from assistant.mcp.config import claude_config_file, config_file, import_claude
+
+
+def add_parser(commands) -> None:
+    tools = commands.add_parser("tools", help="list, check and call MCP servers' tools",
+                                description="The MCP servers from mcp.json (Claude Desktop's "
+                                "mcpServers format) and the built-in ones.")
+    sub = tools.add_subparsers(dest="tools_command", required=True,
+                               parser_class=type(tools))
+    list_ = sub.add_parser("list", help="servers, their state, tools and token cost")
+    list_.add_argument("--json", action="store_true")
+    sub.add_parser("test", help="start each server, report handshake time and errors")
+    call = sub.add_parser("call", help="call one tool directly")
+    call.add_argument("server")
+    call.add_argument("tool")
+    call.add_argument("arguments", nargs="?", default="{}", help="a JSON object (default {})")
+    call.add_argument("--timeout", type=float, help="seconds (default: the server's timeout)")
+    call.add_argument("--json", action="store_true")
+    imp = sub.add_parser("import-claude", help="copy servers from Claude Desktop's config")
+    imp.add_argument("path", nargs="?", type=Path,
+                     help=f"Claude's config file (default {claude_config_file()})")
+    sub.add_parser("approvals", help="the stored always/never choices")
+    revoke = sub.add_parser("revoke", help="forget stored choices for a server or one tool")
+    revoke.add_argument("server")
+    revoke.add_argument("tool", nargs="?")
+    for p in (list_, sub.choices["test"], call):
+        p.add_argument("--mcp-config", type=Path, help=f"server config (default {config_file()})")
+
+
+def run(args, settings) -> int:
+    command = args.tools_command
+    if command == "import-claude":
+        return _import(args)
+    if command == "approvals":
+        return _approvals()
+    if command == "revoke":
+        return _revoke(args)
+    servers, problems = configured_servers(settings, args.mcp_config)
+    for line in problems:
+        print(f"assistant: {line}", file=sys.stderr)
+    if command == "call":
+        return _call(args, servers)
+    with closing(start_host(servers)) as host:
+        states = list(host.servers.values())
+        status = {s.config.name: s.status for s in states}  # before close() stops them
+        catalog = Catalog(host.tools(), _counter(settings))
+        costs = catalog.cost_by_server()
+    if command == "test":
+        return _test(states, status)
+    if args.json:
+        print(json.dumps([{
+            "name": s.config.name, "transport": s.config.transport,
+            "error": s.error, "state": status[s.config.name], "startup_s": s.startup_s, "trust": s.config.trust,
+            "builtin": s.config.builtin, "tokens": costs.get(s.config.name, 0),
+            "log_file": str(s.log_file) if s.log_file else None,
+            "tools": [{"name": t.name, "description": t.description, "read_only": t.read_only,
+                       "destructive": t.destructive} for t in s.tools],
+        } for s in states], indent=2, ensure_ascii=False))
+        return 0
+    for s in states:
+        detail = f"{len(s.tools)} tools, {costs.get(s.config.name, 0):,} tokens" \
+            if status[s.config.name] == "ready" else (s.error or "")
+        flags = " trusted" if s.config.trust else ""
+        print(f"{s.config.name:<14}{status[s.config.name]:<10}{s.config.transport:<7}{detail}{flags}")
+        for t in s.tools:
+            hint = "read-only" if t.read_only else ("destructive" if t.destructive else "")
+            print(f"    {t.name:<22}{hint:<13}{t.description.splitlines()[0] if t.description else ''}"[:100])
+    total = sum(costs.values())
+    print(f"\ntool definitions: {total:,} tokens in every prompt that offers them all")
+    return 0
+
+
+def _counter(settings):
+    """Token counts need the model's tokenizer; without a local model, count ~4 chars a token."""
+    from assistant.engine.model import resolve_model
+    from assistant.tokens import counter_for
+
+    try:
+        return counter_for(resolve_model(settings.model, allow_download=False)).count
+    except UserError:
+        return lambda text: len(text) // 4
+
+
+def _test(states, status) -> int:
+    failed = 0
+    for s in states:
+        if status[s.config.name] == "ready":
+            print(f"ok      {s.config.name:<14}{s.startup_s * 1000:7.0f} ms  {len(s.tools)} tools")
+        elif status[s.config.name] == "disabled":
+            print(f"off     {s.config.name:<14}disabled in the config")
+        else:
+            failed += 1
+            log = f" (log: {s.log_file})" if s.log_file else ""
+            print(f"FAILED  {s.config.name:<14}{s.error}{log}")
+    return 1 if failed else 0
+
+
+def _call(args, servers) -> int:
+    try:
+        arguments = json.loads(args.arguments)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"the arguments are not valid JSON ({exc.msg} at column {exc.colno}); "
+                        "pass an object such as '{\"path\": \"todo.md\"}'") from None
+    if not isinstance(arguments, dict):
+        raise UserError("the arguments must be a JSON object, such as '{\"path\": \"todo.md\"}'")
+    chosen = [s for s in servers if s.name == args.server]
+    if not chosen:
+        names = ", ".join(s.name for s in servers) or "none"
+        raise UserError(f"no MCP server named {args.server!r} (configured: {names})")
+    with closing(start_host(chosen)) as host:
+        state = host.servers[args.server]
+        if state.status != "ready":
+            raise UserError(f"MCP server {args.server!r} is {state.status}: {state.error}")
+        if args.tool not in {t.name for t in state.tools}:
+            names = ", ".join(t.name for t in state.tools)
+            raise UserError(f"{args.server} has no tool {args.tool!r} (it has: {names})")
+        result = host.call(args.server, args.tool, arguments, args.timeout)
+    AuditLog().record(server=args.server, tool=args.tool, arguments=arguments,
+                      decision="user: tools call", duration_s=result.duration_s,
+                      outcome="ok" if result.ok else "error",
+                      result_bytes=len(result.text.encode()), error=result.error)
+    if args.json:
+        print(json.dumps({"ok": result.ok, "text": result.text, "error": result.error,
+                          "duration_s": result.duration_s}, ensure_ascii=False))
+    elif result.ok:
+        print(result.text)
+    else:
+        print(f"assistant: {result.error}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _import(args) -> int:
+    source = args.path or claude_config_file()
+    try:
+        added, kept = import_claude(source)
+    except ValueError as exc:
+        raise UserError(f"cannot import: {exc}") from None
+    print(f"imported {len(added)} server(s) into {config_file()}: {', '.join(added) or 'none'}")
+    if kept:
+        print(f"kept your own entries for: {', '.join(kept)}")
+    return 0
+
+
+def _approvals() -> int:
+    stored = ApprovalStore().all()
+    if not stored:
+        print("no stored approvals: every tool asks before it runs")
+    for server, tools in sorted(stored.items()):
+        for tool, choice in sorted(tools.items()):
+            print(f"{server}/{tool}: {choice}")
+    return 0
+
+
+def _revoke(args) -> int:
+    store = ApprovalStore()
+    tools = store.all().get(args.server, {})
+    names = [args.tool] if args.tool else list(tools)
+    if not any(n in tools for n in names):
+        raise UserError(f"nothing stored for {args.server}{'/' + args.tool if args.tool else ''}")
+    for name in names:
+        store.set(args.server, name, None)
+    print(f"revoked: {', '.join(f'{args.server}/{n}' for n in names)}; they will ask again")
+    return 0
+

@@ -1,0 +1,335 @@
+"""MCP server "notes": list, search, read and append Markdown/text notes inside one root folder.
+
+Run: python -m assistant.tools.notes [--root DIR]  (else $ASSISTANT_NOTES_ROOT, else ~/Notes)
+
+No path outside the root is ever read or written. Requests are checked lexically (no absolute
+paths, no "..", no hidden names) and by realpath; files are then opened one component at a time
+from a descriptor on the root with O_NOFOLLOW, so a symlink swapped in after the check is refused
+rather than followed. Listing and search never follow symlinks at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import errno
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+NOTE_SUFFIXES = (".md", ".markdown", ".txt")
+READ_CAP = 256 * 1024
+SEARCH_FILE_CAP = 1024 * 1024
+SEARCH_MAX_LIMIT = 100
+SEARCH_MAX_FILES = 5000
+LINE_CAP = 240
+LIST_CAP = 500
+APPEND_CAP = 64 * 1024
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+# O_NONBLOCK: opening a FIFO named like a note must fail or return at once, never hang the server.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
+ADDITIVE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+)
+
+
+class NotesRoot:
+    """All file access for one root folder; every method raises ToolError with a clear message."""
+
+    def __init__(self, root: Path):
+        self.root = os.path.realpath(root)
+
+    # -- path checks ---------------------------------------------------------------------------
+
+    def _parts(self, path: str, *, what: str, note: bool) -> list[str]:
+        """Lexical checks; returns the path's components (empty for the root itself)."""
+        if "\x00" in path:
+            raise ToolError(f"invalid {what}: contains a NUL character")
+        if path.startswith(("/", "\\", "~/")) or path == "~" or os.path.isabs(path):
+            raise ToolError(f"{what} {path!r} must be relative to the notes folder")
+        parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise ToolError(f"{what} {path!r} must not contain '..'")
+        if any(p.startswith(".") for p in parts):
+            raise ToolError(f"{what} {path!r} names a hidden file or folder, which is off limits")
+        if note:
+            if not parts:
+                raise ToolError(f"{what} is empty: give a note path such as 'ideas.md'")
+            if not parts[-1].lower().endswith(NOTE_SUFFIXES):
+                raise ToolError(f"{path!r} is not a note: use one of {', '.join(NOTE_SUFFIXES)}")
+        return parts
+
+    def _resolve(self, path: str, *, what: str, note: bool) -> list[str]:
+        """Components of the path's realpath relative to the root, refusing any escape."""
+        parts = self._parts(path, what=what, note=note)
+        real = os.path.realpath(os.path.join(self.root, *parts))
+        if os.path.commonpath([self.root, real]) != self.root:
+            raise ToolError(f"{what} {path!r} leads outside the notes folder")
+        rel = os.path.relpath(real, self.root)
+        resolved = [] if rel == "." else rel.split(os.sep)
+        if any(p.startswith(".") for p in resolved):
+            raise ToolError(f"{what} {path!r} points into a hidden file or folder")
+        # A link named like a note must also point at a note.
+        if note and not (resolved and resolved[-1].lower().endswith(NOTE_SUFFIXES)):
+            raise ToolError(f"{path!r} points to a file that is not a note")
+        return resolved
+
+    def _open_dir(self, parts: list[str], *, create: bool = False) -> int:
+        """A descriptor for root/parts, walked with O_NOFOLLOW so no component can be a symlink."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in parts:
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    try:
+                        os.mkdir(name, 0o700, dir_fd=fd)
+                    except FileExistsError:
+                        pass  # made concurrently; the O_NOFOLLOW open below still checks it
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _open_file(self, parts: list[str], flags: int, *, create_dirs: bool = False) -> int:
+        dir_fd = self._open_dir(parts[:-1], create=create_dirs)
+        try:
+            fd = os.open(parts[-1], flags, 0o600, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise IsADirectoryError(errno.EISDIR, "not a regular file")
+        return fd
+
+    @staticmethod
+    def _os_error(exc: OSError, path: str) -> ToolError:
+        if isinstance(exc, FileNotFoundError):
+            return ToolError(f"{path!r} does not exist")
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            return ToolError(f"{path!r}: refusing to follow a symbolic link")
+        if exc.errno == errno.ENOTDIR:
+            return ToolError(f"{path!r}: part of the path is not a folder (or is a symbolic link)")
+        if isinstance(exc, IsADirectoryError):
+            return ToolError(f"{path!r} is not a regular file")
+        if isinstance(exc, PermissionError):
+            return ToolError(f"{path!r}: permission denied")
+        return ToolError(f"{path!r}: {exc.strerror or exc}")
+
+    # -- walking ---------------------------------------------------------------------------------
+
+    def _walk(self, folder: str) -> Iterator[tuple[str, int, str, os.stat_result]]:
+        """(relative path, dir fd, name, lstat) of each visible regular note file, sorted."""
+        base = self._resolve(folder, what="folder", note=False)
+        try:
+            top = self._open_dir(base)
+        except OSError as exc:
+            raise self._os_error(exc, folder) from None
+        try:
+            # fwalk on a descriptor: the walk can't be redirected out of the root by a swapped path.
+            for dirpath, dirnames, filenames, dirfd in os.fwalk(".", dir_fd=top):
+                dirnames[:] = sorted(
+                    d for d in dirnames if not d.startswith(".") and _is_dir_no_follow(d, dirfd)
+                )
+                prefix = os.path.normpath(os.path.join(*base, dirpath)) if base else dirpath
+                for name in sorted(filenames):
+                    if name.startswith(".") or not name.lower().endswith(NOTE_SUFFIXES):
+                        continue
+                    try:
+                        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(st.st_mode):  # symlinks and FIFOs are skipped here
+                        yield os.path.normpath(os.path.join(prefix, name)), dirfd, name, st
+        finally:
+            os.close(top)
+
+    # -- tools ---------------------------------------------------------------------------------
+
+    def list_notes(self, folder: str = "") -> str:
+        found = sorted((rel, st.st_size, st.st_mtime) for rel, _fd, _name, st in self._walk(folder))
+        total = len(found)
+        lines = []
+        for rel, size, mtime in found[:LIST_CAP]:
+            modified = datetime.fromtimestamp(mtime).astimezone().isoformat(timespec="minutes")
+            lines.append(f"{rel}  ({size} bytes, modified {modified})")
+        where = f"folder {folder!r}" if folder.strip("./") else "the notes folder"
+        if not total:
+            return f"No notes in {where}."
+        head = f"{total} note{'s' if total != 1 else ''} in {where}:"
+        if total > len(lines):
+            lines.append(f"... and {total - len(lines)} more (list a subfolder to see them)")
+        return "\n".join([head, *lines])
+
+    def search_notes(self, query: str, limit: int = 20) -> str:
+        needle = query.strip().casefold()
+        if not needle:
+            raise ToolError("query is empty")
+        if len(needle) > 200:
+            raise ToolError("query is too long (at most 200 characters)")
+        limit = max(1, min(limit, SEARCH_MAX_LIMIT))
+        hits: list[str] = []
+        scanned = 0
+        stopped = ""
+        for rel, dirfd, name, _st in self._walk(""):
+            if scanned == SEARCH_MAX_FILES:
+                stopped = f"(searched only the first {scanned} notes)"
+                break
+            scanned += 1
+            try:
+                fd = os.open(name, _READ_FLAGS, dir_fd=dirfd)
+            except OSError:
+                continue
+            with os.fdopen(fd, "rb") as f:
+                text = f.read(SEARCH_FILE_CAP).decode("utf-8", errors="replace")
+            for number, line in enumerate(text.splitlines(), start=1):
+                if needle not in line.casefold():
+                    continue
+                if len(hits) == limit:
+                    stopped = f"(stopped at {limit} matches; refine the query or raise limit)"
+                    break
+                line = line.strip()
+                if len(line) > LINE_CAP:
+                    line = line[:LINE_CAP] + "…"
+                hits.append(f"{rel}:{number}: {line}")
+            if stopped:
+                break
+        if not hits:
+            none = f"No matches for {query!r} in {scanned} notes."
+            return f"{none} {stopped}" if stopped else none
+        return "\n".join(filter(None, [f"Matches for {query!r}:", *hits, stopped]))
+
+    def read_note(self, path: str) -> str:
+        parts = self._resolve(path, what="path", note=True)
+        try:
+            fd = self._open_file(parts, _READ_FLAGS)
+        except OSError as exc:
+            raise self._os_error(exc, path) from None
+        with os.fdopen(fd, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(READ_CAP + 1)
+        truncated = len(data) > READ_CAP
+        data = data[:READ_CAP]
+        notices = []
+        try:
+            # Incremental so a multi-byte character cut by the cap isn't mistaken for bad UTF-8.
+            text = codecs.getincrementaldecoder("utf-8-sig")().decode(data, final=not truncated)
+        except UnicodeDecodeError:
+            text = data.decode("utf-8", errors="replace")
+            notices.append("[note: the file is not valid UTF-8; undecodable bytes shown as \ufffd]")
+        if truncated:
+            notices.append(f"[truncated: showing the first {READ_CAP} of {size} bytes]")
+        if not text and not notices:
+            return f"({path} is empty)"
+        return "\n\n".join([text, *notices]) if notices else text
+
+    def append_note(self, path: str, text: str) -> str:
+        parts = self._resolve(path, what="path", note=True)
+        data = text.encode("utf-8")
+        if not data:
+            raise ToolError("text is empty: nothing to append")
+        if len(data) > APPEND_CAP:
+            raise ToolError(f"text is too long ({len(data)} bytes, at most {APPEND_CAP})")
+        try:
+            fd = self._open_file(parts, _APPEND_FLAGS, create_dirs=True)
+        except OSError as exc:
+            raise self._os_error(exc, path) from None
+        try:
+            size = os.fstat(fd).st_size
+            # Keep appended text on its own line.
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+            if not data.endswith(b"\n"):
+                data += b"\n"
+            os.write(fd, data)
+            new_size = os.fstat(fd).st_size
+        except OSError as exc:
+            raise self._os_error(exc, path) from None
+        finally:
+            os.close(fd)
+        return f"Appended {len(data)} bytes to {'/'.join(parts)} (now {new_size} bytes)."
+
+
+def _is_dir_no_follow(name: str, dirfd: int) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def build_server(root: Path) -> MCPServer:
+    notes = NotesRoot(root)
+    server = MCPServer(
+        name="notes",
+        instructions="Notes are Markdown or text files; paths are relative to the notes folder.",
+    )
+
+    @server.tool(annotations=READ_ONLY, structured_output=False)
+    def list_notes(
+        folder: Annotated[str, Field(description="subfolder to list; empty for all")] = "",
+    ) -> str:
+        """List notes (.md, .markdown, .txt) with sizes and modification times."""
+        return notes.list_notes(folder)
+
+    @server.tool(annotations=READ_ONLY, structured_output=False)
+    def search_notes(
+        query: Annotated[str, Field(description="text to find, case-insensitive")],
+        limit: Annotated[int, Field(description="maximum matching lines")] = 20,
+    ) -> str:
+        """Search all notes for a text; returns path:line: matching line."""
+        return notes.search_notes(query, limit)
+
+    @server.tool(annotations=READ_ONLY, structured_output=False)
+    def read_note(path: Annotated[str, Field(description="note path, e.g. 'ideas.md'")]) -> str:
+        """Read one note."""
+        return notes.read_note(path)
+
+    @server.tool(annotations=ADDITIVE, structured_output=False)
+    def append_note(
+        path: Annotated[str, Field(description="note path, e.g. 'journal/today.md'")],
+        text: Annotated[str, Field(description="text to add at the end")],
+    ) -> str:
+        """Append text to a note, creating the note and its folders if missing."""
+        return notes.append_note(path, text)
+
+    return server
+
+
+def notes_root(arg: str | None) -> Path:
+    root = Path(arg or os.environ.get("ASSISTANT_NOTES_ROOT") or "~/Notes").expanduser()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m assistant.tools.notes", description=__doc__)
+    parser.add_argument("--root", help="notes folder (default: $ASSISTANT_NOTES_ROOT or ~/Notes)")
+    args = parser.parse_args(argv)
+    try:
+        root = notes_root(args.root)
+    except OSError as exc:
+        sys.exit(f"notes: cannot use {exc.filename or 'the notes folder'} as notes folder: "
+                 f"{exc.strerror or exc}; pass --root DIR or set ASSISTANT_NOTES_ROOT")
+    build_server(root).run()
+
+
+if __name__ == "__main__":
+    main()
