@@ -50,6 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run tool calls without asking (otherwise: ask on a terminal, "
                           "deny without one)")
 
+    summ = commands.add_parser(
+        "summarize", help="summarize notes: one summary per note, then a digest",
+        description="Summarize Markdown and text notes (files or folders, - for stdin): a "
+                    "summary per note, then a digest. Results are cached by content.")
+    summ.add_argument("paths", nargs="+", metavar="PATH", help="note files or folders, or -")
+    summ.add_argument("-o", "--output", type=Path,
+                      help="write to FILE, or into DIR (one file per note plus digest.md)")
+    summ.add_argument("--format", choices=("md", "json"), default="md")
+    _model_options(summ)
+    summ.add_argument("--length", choices=("short", "medium", "long"), default="medium")
+    summ.add_argument("--max-tokens", type=_positive,
+                      help="longest summary in tokens (default: set by --length)")
+    summ.add_argument("--glob", action="append", metavar="PATTERN",
+                      help="which files in folders are notes (default *.md, *.markdown, *.txt)")
+    summ.add_argument("--chunk-tokens", type=_positive,
+                      help="largest piece of a note per model call (default: what fits)")
+    summ.add_argument("--no-cache", action="store_true", help="summarize everything again")
+    summ.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
     bench = commands.add_parser(
         "bench", help="measure speed against raw mlx-lm",
         description="Measure TTFT, prefill and decode speed of the app against raw "
@@ -110,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             from assistant.bench import run_bench
 
             return run_bench(args, settings)
+        if args.command == "summarize":
+            from assistant.cli_summarize import run_summarize
+
+            return run_summarize(args, settings)
         if args.command == "tools":
             from assistant import cli_tools
 

@@ -47,3 +47,33 @@ class ThinkForever:
         if self.steps == 1:
             return force(logits, THINK_START)
         return force(logits, self.filler[self.steps % len(self.filler)])
+
+
+class Rounds:
+    """Scripted output over several generations: one script per generation, in order
+    (the last one repeats). A script may be a callable taking the generation's number."""
+
+    def __init__(self, tokenizer, *scripts):
+        self.tokenizer, self.scripts = tokenizer, scripts
+        self.round, self.step, self.last_len, self.last_token = 0, 0, None, None
+        self._ids: dict[int, list[int]] = {}
+
+    def _script(self, n: int) -> list[int]:
+        if n not in self._ids:
+            script = self.scripts[min(n, len(self.scripts) - 1)]
+            text = script(n) if callable(script) else script
+            self._ids[n] = self.tokenizer.encode(text, add_special_tokens=False) + [IM_END]
+        return self._ids[n]
+
+    def __call__(self, tokens, logits):
+        # Within a generation each call sees one more token, the one forced last time; a
+        # new generation starts from its prompt, which never ends with <|im_end|>.
+        n = tokens.size
+        if self.last_len is not None and (n != self.last_len + 1
+                                          or tokens[-1].item() != self.last_token):
+            self.round, self.step = self.round + 1, 0
+        self.last_len = n
+        script = self._script(self.round)
+        self.last_token = script[min(self.step, len(script) - 1)]
+        self.step += 1
+        return force(logits, self.last_token)

@@ -15,26 +15,7 @@ from assistant.mcp.config import ServerConfig
 from assistant.mcp.host import McpHost
 from assistant.tokens import counter_for
 from mcp_helpers import misbehaving, ours, time_server
-from scripted import IM_END, force
-
-
-class Rounds:
-    """Scripted output over several rounds: one script per generation, in order."""
-
-    def __init__(self, tokenizer, *scripts: str):
-        self.rounds = [tokenizer.encode(s, add_special_tokens=False) + [IM_END] for s in scripts]
-        self.round, self.step, self.last_len = 0, 0, None
-
-    def __call__(self, tokens, logits):
-        # A new generation starts with the prompt: its token history is not our output.
-        n = tokens.size
-        if self.last_len is not None and n != self.last_len + 1:
-            self.round, self.step = self.round + 1, 0
-        self.last_len = n
-        script = self.rounds[min(self.round, len(self.rounds) - 1)]
-        token = script[min(self.step, len(script) - 1)]
-        self.step += 1
-        return force(logits, token)
+from scripted import Rounds
 
 
 def call(name, **arguments):

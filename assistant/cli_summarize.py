@@ -1,0 +1,130 @@
+"""``assistant summarize PATH…``: notes in, a summary per note and a digest out."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from assistant.errors import UserError
+
+
+def run_summarize(args, settings) -> int:
+    from assistant.engine import Engine, resolve_model
+    from assistant.notes.reader import NOTE_PATTERNS, Note, ScanResult, decode_text, find_notes
+    from assistant.notes.summarize import SummaryError, SummaryOptions, Summarizer
+    from assistant.tokens import counter_for
+
+    paths = [p for p in args.paths if p != "-"]
+    scan = find_notes([Path(p) for p in paths],
+                      patterns=tuple(args.glob) if args.glob else NOTE_PATTERNS)
+    if "-" in args.paths:
+        scan = ScanResult([_stdin_note(decode_text, Note), *scan.notes], scan.skipped)
+    if not scan.notes:
+        _print_skipped(scan.skipped)
+        raise UserError("no notes found to summarize: give Markdown or text files or folders "
+                        "(or --glob for other names)")
+    options = SummaryOptions(
+        length=args.length,
+        thinking=bool(args.thinking),  # non-thinking unless --think
+        use_cache=not args.no_cache,
+        chunk_tokens=args.chunk_tokens,
+        max_tokens=args.max_tokens,
+    )
+    model_path = resolve_model(args.model or settings.model)
+    progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+    with Engine(model_path, context_limit=settings.context_limit) as engine:
+        engine.wait_loaded()
+        summarizer = Summarizer(engine, counter_for(model_path).count, settings, options)
+        try:
+            run = summarizer.run(scan.notes, scan.skipped, progress.update)
+        except SummaryError as exc:
+            progress.clear()
+            print(f"assistant: summarizing failed: {exc}; finished notes are cached, run "
+                  "again to go on", file=sys.stderr)
+            return 1
+    progress.clear()
+
+    _write(run, args)
+    _print_skipped(run.skipped)
+    for note in run.notes:
+        if note.warning:
+            print(f"assistant: warning: {note.display}: {note.warning}", file=sys.stderr)
+    if run.interrupted:
+        print(f"assistant: interrupted after {len(run.notes)} of {run.total} notes; those are "
+              "cached, so running the same command again goes on from there", file=sys.stderr)
+        return 130
+    stats = run.to_json()["stats"]
+    if not args.quiet:
+        print(f"assistant: {stats['notes_summarized']} notes summarized, "
+              f"{stats['notes_from_cache']} from the cache; model tokens {stats['model_tokens']:,} "
+              f"for {stats['note_tokens']:,} note tokens", file=sys.stderr)
+    return 0
+
+
+def _stdin_note(decode_text, Note):
+    import hashlib
+
+    raw = sys.stdin.buffer.read()
+    text, warning = decode_text(raw)
+    if not text.strip():
+        raise UserError("stdin is empty: pipe a note into assistant summarize -")
+    return Note(Path("-"), "stdin", text, len(raw), hashlib.sha256(raw).hexdigest(), warning)
+
+
+def _write(run, args) -> None:
+    text = (json.dumps(run.to_json(), indent=2, ensure_ascii=False) if args.format == "json"
+            else run.markdown)
+    out: Path | None = args.output
+    if out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    if out.is_dir() or str(out).endswith(("/", "\\")):
+        out.mkdir(parents=True, exist_ok=True)
+        if args.format == "json":
+            (out / "summary.json").write_text(text, encoding="utf-8")
+            return
+        for note in run.notes:
+            target = out / f"{note.display}.summary.md"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(f"# {note.display}\n\n{note.summary.strip()}\n", encoding="utf-8")
+        (out / "digest.md").write_text(f"# Digest\n\n{run.digest.strip()}\n", encoding="utf-8")
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror}") from None
+
+
+def _print_skipped(skipped) -> None:
+    if not skipped:
+        return
+    print(f"assistant: skipped {len(skipped)}:", file=sys.stderr)
+    for item in skipped:
+        print(f"  {item.display}: {item.reason}", file=sys.stderr)
+
+
+class _Progress:
+    """notes done / total, model tok/s, ETA, on one stderr line."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.started = time.perf_counter()
+
+    def update(self, done: int, total: int, tps: float, current: str) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.started
+        eta = f", ETA {elapsed / done * (total - done):.0f} s" if done and done < total else ""
+        width = 24
+        filled = width * done // max(total, 1)
+        bar = "█" * filled + "·" * (width - filled)
+        sys.stderr.write(f"\r\x1b[2K{bar} {done}/{total} notes, {tps:.1f} tok/s{eta}  "
+                         f"{current[:40]}")
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()

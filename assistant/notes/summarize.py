@@ -1,0 +1,302 @@
+"""Summarizing notes: each note in chunks, the chunks merged, then a digest of all notes.
+
+Every chunk is summarized under the same system prompt, and the calls share one KV
+cache, so that instruction prefix is prefilled once rather than per chunk. Results are
+cached by note content, model, prompt text and options: a re-run over unchanged notes
+costs no model tokens, and an edited note costs only itself and the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from assistant.config import Settings, paths
+from assistant.engine import ChatCache, Engine, GenerationOptions, TurnStats
+from assistant.notes.chunking import chunk_markdown
+from assistant.notes.reader import NOTE_PATTERNS, Note, Skipped, find_notes
+from assistant.prompts import load as load_prompt
+
+# What each length asks for, and the most tokens one summary may take.
+LENGTHS = {
+    "short": ("two or three short bullet points", 160),
+    "medium": ("five to eight bullet points", 320),
+    "long": ("a detailed outline of up to fifteen bullet points", 640),
+}
+PROMPT_OVERHEAD = 64  # template tokens around a chunk, plus the file name
+
+
+class SummaryError(Exception):
+    """The model failed on a note (the run stops; what was finished is cached)."""
+
+
+@dataclass(frozen=True)
+class SummaryOptions:
+    length: str = "medium"
+    thinking: bool = False
+    use_cache: bool = True
+    patterns: tuple[str, ...] = NOTE_PATTERNS
+    chunk_tokens: int | None = None  # None: as much as the context window allows
+    max_tokens: int | None = None  # longest summary; None: as the length sets it
+    # Extra mlx-lm logits processors (scripted output in tests, fixed lengths in benchmarks).
+    logits_processors: Sequence[Callable] = ()
+
+
+@dataclass
+class NoteSummary:
+    display: str
+    path: str
+    sha256: str
+    summary: str
+    note_tokens: int
+    chunks: int
+    prefill_tokens: int = 0  # model tokens spent on this run; 0 when it came from the cache
+    decode_tokens: int = 0
+    from_cache: bool = False
+    warning: str | None = None
+
+
+@dataclass
+class SummaryRun:
+    notes: list[NoteSummary] = field(default_factory=list)
+    digest: str = ""
+    skipped: list[Skipped] = field(default_factory=list)
+    total: int = 0  # notes found
+    interrupted: bool = False
+    digest_prefill_tokens: int = 0
+    digest_decode_tokens: int = 0
+    digest_from_cache: bool = False
+
+    @property
+    def note_tokens(self) -> int:
+        return sum(n.note_tokens for n in self.notes)
+
+    @property
+    def model_tokens(self) -> int:
+        return (sum(n.prefill_tokens + n.decode_tokens for n in self.notes)
+                + self.digest_prefill_tokens + self.digest_decode_tokens)
+
+    @property
+    def markdown(self) -> str:
+        parts = ["# Notes", ""]
+        for note in self.notes:
+            parts += [f"## {note.display}", "", note.summary.strip(), ""]
+        if self.digest:
+            parts += ["# Digest", "", self.digest.strip(), ""]
+        return "\n".join(parts)
+
+    def to_json(self) -> dict:
+        prefill = sum(n.prefill_tokens for n in self.notes) + self.digest_prefill_tokens
+        decode = sum(n.decode_tokens for n in self.notes) + self.digest_decode_tokens
+        return {
+            "notes": [asdict(n) for n in self.notes],
+            "digest": self.digest,
+            "skipped": [{"path": s.display, "reason": s.reason} for s in self.skipped],
+            "interrupted": self.interrupted,
+            "stats": {
+                "notes_found": self.total,
+                "notes_summarized": sum(not n.from_cache for n in self.notes),
+                "notes_from_cache": sum(n.from_cache for n in self.notes),
+                "note_tokens": self.note_tokens,
+                "prefill_tokens": prefill,
+                "decode_tokens": decode,
+                "model_tokens": prefill + decode,
+                "model_tokens_per_note_token": round(
+                    (prefill + decode) / self.note_tokens, 4) if self.note_tokens else 0.0,
+                "digest_from_cache": self.digest_from_cache,
+            },
+        }
+
+
+class SummaryCache:
+    """One JSON file per result, named by a hash of everything the result depends on."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = root or paths().cache_dir / "summaries"
+
+    def get(self, key: str) -> dict | None:
+        try:
+            return json.loads((self.root / key[:2] / f"{key}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, value: dict) -> None:
+        folder = self.root / key[:2]
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{key}.tmp"
+        tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(folder / f"{key}.json")
+
+
+Progress = Callable[[int, int, float, str], None]  # done, total, model tok/s, current note
+
+
+class Summarizer:
+    def __init__(self, engine: Engine, count: Callable[[str], int], settings: Settings,
+                 options: SummaryOptions = SummaryOptions(), cache: SummaryCache | None = None):
+        if options.length not in LENGTHS:
+            raise ValueError(f"length must be one of {', '.join(LENGTHS)}")
+        self.engine, self.count, self.settings, self.options = engine, count, settings, options
+        self.cache = cache or SummaryCache()
+        words, self.max_tokens = LENGTHS[options.length]
+        self.max_tokens = options.max_tokens or self.max_tokens
+        self.prompts = {kind: load_prompt(f"summarize_{kind}").replace("{length}", words)
+                        for kind in ("chunk", "merge", "digest")}
+        # One KV cache per prompt kind: each keeps its instruction prefix between calls.
+        self.caches = {kind: ChatCache() for kind in self.prompts}
+        self.cancel_event = threading.Event()
+        self.calls: list[tuple[str, TurnStats]] = []  # every model call of this run, in order
+        self._generation = None
+        self._spent_tokens, self._started = 0, time.perf_counter()
+        self.budget = self._budget()
+        model = engine.model_path
+        config = model / "config.json"
+        self._model_id = [str(model.resolve()), hashlib.sha256(
+            config.read_bytes() if config.is_file() else b"").hexdigest()]
+
+    # -- identity of a result -------------------------------------------------------
+
+    def _budget(self) -> int:
+        prompt = max(self.count(p) for p in self.prompts.values())
+        fits = self.engine.context_window - prompt - PROMPT_OVERHEAD - self.max_tokens
+        return min(self.options.chunk_tokens or fits, fits)
+
+    def _key(self, kind: str, content: str) -> str:
+        prompts = [self.prompts["digest"]] if kind == "digest" else \
+            [self.prompts["chunk"], self.prompts["merge"]]
+        parts = [kind, *self._model_id, *prompts, self.options.length, self.options.thinking,
+                 self.max_tokens, self.budget, content]
+        return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+    # -- the run --------------------------------------------------------------------
+
+    def run(self, notes: list[Note], skipped: list[Skipped] = (),
+            on_progress: Progress | None = None) -> SummaryRun:
+        run = SummaryRun(skipped=list(skipped), total=len(notes))
+        try:
+            for done, note in enumerate(notes):
+                if on_progress:
+                    on_progress(done, len(notes), self._speed(), note.display)
+                run.notes.append(self.summarize_note(note))
+                self._check_cancel()
+            if on_progress:
+                on_progress(len(notes), len(notes), self._speed(), "digest")
+            if run.notes:
+                self._digest(run)
+        except (KeyboardInterrupt, _Cancelled):
+            if self._generation is not None:
+                self._generation.cancel()
+                self._generation.result()  # let the engine stop before we go on
+            run.interrupted = True
+        return run
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+        if self._generation is not None:
+            self._generation.cancel()
+
+    def summarize_note(self, note: Note) -> NoteSummary:
+        tokens = self.count(note.text)
+        key = self._key("note", note.sha256)
+        cached = self.cache.get(key) if self.options.use_cache else None
+        if cached is not None:
+            return NoteSummary(note.display, str(note.path), note.sha256, cached["summary"],
+                               tokens, cached["chunks"], from_cache=True,
+                               warning=note.encoding_warning)
+        result = NoteSummary(note.display, str(note.path), note.sha256, "", tokens, 0,
+                             warning=note.encoding_warning)
+        chunks = chunk_markdown(note.text, self.budget, self.count)
+        result.chunks = len(chunks)
+        summaries = []
+        for i, chunk in enumerate(chunks):
+            label = note.display if len(chunks) == 1 else \
+                f"{note.display} (part {i + 1} of {len(chunks)})"
+            summaries.append(self._ask("chunk", f"File: {label}\n\n{chunk}", result))
+        result.summary = summaries[0] if len(summaries) == 1 else self._reduce(
+            "merge", [f"Part {i + 1}:\n{s}" for i, s in enumerate(summaries)], result)
+        self.cache.put(key, {"summary": result.summary, "chunks": result.chunks})
+        return result
+
+    def _digest(self, run: SummaryRun) -> None:
+        sections = [f"### {n.display}\n{n.summary.strip()}" for n in run.notes]
+        key = self._key("digest", "\n\n".join(f"{n.display}\n{n.sha256}" for n in run.notes))
+        cached = self.cache.get(key) if self.options.use_cache else None
+        if cached is not None:
+            run.digest, run.digest_from_cache = cached["digest"], True
+            return
+        spent = NoteSummary("digest", "", "", "", 0, 0)
+        run.digest = self._reduce("digest", sections, spent)
+        run.digest_prefill_tokens, run.digest_decode_tokens = spent.prefill_tokens, spent.decode_tokens
+        self.cache.put(key, {"digest": run.digest})
+
+    def _reduce(self, kind: str, parts: list[str], spent: NoteSummary) -> str:
+        """One call if the parts fit the window; otherwise in groups, then over the groups."""
+        budget = self.budget
+        while True:
+            groups, current, size = [], [], 0
+            for part in parts:
+                n = self.count(part) + 2
+                if current and size + n > budget:
+                    groups.append(current)
+                    current, size = [], 0
+                current.append(part)
+                size += n
+            groups.append(current)
+            outputs = [self._ask(kind, "\n\n".join(g), spent) for g in groups]
+            if len(outputs) == 1:
+                return outputs[0]
+            parts = outputs
+
+    def _ask(self, kind: str, text: str, spent: NoteSummary) -> str:
+        self._check_cancel()
+        s = self.settings
+        options = GenerationOptions(
+            thinking=self.options.thinking, max_tokens=self.max_tokens * (2 if kind == "digest" else 1)
+            + (s.thinking_budget if self.options.thinking else 0),
+            thinking_budget=s.thinking_budget if self.options.thinking else None,
+            thinking_sampling=s.sampling_thinking, direct_sampling=s.sampling_direct,
+            logits_processors=self.options.logits_processors)
+        messages = [{"role": "system", "content": self.prompts[kind]},
+                    {"role": "user", "content": text}]
+        self._generation = self.engine.generate(messages, options, self.caches[kind])
+        result = self._generation.result()
+        self._generation = None
+        if result.error:
+            raise SummaryError(result.error.error)
+        if result.finish_reason == "cancelled":
+            raise _Cancelled
+        stats = result.stats
+        self.calls.append((kind, stats))
+        spent.prefill_tokens += stats.prefilled_tokens
+        spent.decode_tokens += stats.generated_tokens
+        self._spent_tokens += stats.generated_tokens
+        return result.text
+
+    def _check_cancel(self) -> None:
+        if self.cancel_event.is_set():
+            raise _Cancelled
+
+    def _speed(self) -> float:
+        elapsed = time.perf_counter() - self._started
+        return self._spent_tokens / elapsed if elapsed > 0 else 0.0
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def summarize(engine: Engine, note_paths: list[Path], *, count: Callable[[str], int],
+              settings: Settings, options: SummaryOptions = SummaryOptions(),
+              on_progress: Progress | None = None,
+              cancel: threading.Event | None = None) -> SummaryRun:
+    """Find the notes under ``note_paths`` and summarize them (for the TUI's /summarize)."""
+    scan = find_notes(list(note_paths), patterns=options.patterns)
+    summarizer = Summarizer(engine, count, settings, options)
+    if cancel is not None:
+        summarizer.cancel_event = cancel
+    return summarizer.run(scan.notes, scan.skipped, on_progress)
