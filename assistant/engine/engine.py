@@ -27,7 +27,7 @@ from mlx_lm.utils import common_prefix_len
 from assistant.config import DIRECT_SAMPLING, THINKING_SAMPLING, Sampling
 from assistant.engine.events import (Event, Failed, Finished, TextDelta, ThinkingDelta,
                                      ToolCallParsed, TurnStats)
-from assistant.engine.split import REASONING, OutputSplitter, initial_state
+from assistant.engine.split import OutputSplitter, initial_state
 from assistant.errors import ModelError
 
 DEFAULT_CONTEXT = 32768

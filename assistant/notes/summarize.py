@@ -29,6 +29,7 @@ LENGTHS = {
     "long": ("a detailed outline of up to fifteen bullet points", 640),
 }
 PROMPT_OVERHEAD = 64  # template tokens around a chunk, plus the file name
+MIN_SUMMARY_TOKENS = 48  # a summary may take up to half its text's tokens, but at least this
 
 
 class SummaryError(Exception):
@@ -216,7 +217,8 @@ class Summarizer:
         for i, chunk in enumerate(chunks):
             label = note.display if len(chunks) == 1 else \
                 f"{note.display} (part {i + 1} of {len(chunks)})"
-            summaries.append(self._ask("chunk", f"File: {label}\n\n{chunk}", result))
+            summaries.append(self._ask("chunk", f"File: {label}\n\n{chunk}", result,
+                                       self._cap(chunk)))
         result.summary = summaries[0] if len(summaries) == 1 else self._reduce(
             "merge", [f"Part {i + 1}:\n{s}" for i, s in enumerate(summaries)], result)
         self.cache.put(key, {"summary": result.summary, "chunks": result.chunks})
@@ -247,17 +249,23 @@ class Summarizer:
                 current.append(part)
                 size += n
             groups.append(current)
-            outputs = [self._ask(kind, "\n\n".join(g), spent) for g in groups]
+            outputs = [self._ask(kind, "\n\n".join(g), spent,
+                                 self.max_tokens * (2 if kind == "digest" else 1))
+                       for g in groups]
             if len(outputs) == 1:
                 return outputs[0]
             parts = outputs
 
-    def _ask(self, kind: str, text: str, spent: NoteSummary) -> str:
+    def _cap(self, text: str) -> int:
+        """A summary is shorter than what it summarizes: at most half its tokens."""
+        return max(MIN_SUMMARY_TOKENS, min(self.max_tokens, self.count(text) // 2))
+
+    def _ask(self, kind: str, text: str, spent: NoteSummary, max_tokens: int) -> str:
         self._check_cancel()
         s = self.settings
         options = GenerationOptions(
-            thinking=self.options.thinking, max_tokens=self.max_tokens * (2 if kind == "digest" else 1)
-            + (s.thinking_budget if self.options.thinking else 0),
+            thinking=self.options.thinking,
+            max_tokens=max_tokens + (s.thinking_budget if self.options.thinking else 0),
             thinking_budget=s.thinking_budget if self.options.thinking else None,
             thinking_sampling=s.sampling_thinking, direct_sampling=s.sampling_direct,
             logits_processors=self.options.logits_processors)
