@@ -221,6 +221,18 @@ def format_table(r: dict) -> str:
     rows.append(f"  follow-up turn: {r['followup_prompt_tokens']} prompt tokens, "
                 f"{r['followup_cached_tokens']} reused from the cache, "
                 f"{r['followup_prefilled_tokens']} prefilled")
+    if "tui_decode_ratio" in r:
+        rows.append(f"  chat app (headless): decode {r['tui_decode_tps']:.1f} tok/s against raw "
+                    f"{r['tui_raw_decode_tps']:.1f}, ratio {r['tui_decode_ratio']:.3f}")
+        if r["key_latency_median_ms"] is not None:
+            rows.append(f"  key pressed while streaming: handled in {r['key_latency_median_ms']:.1f}"
+                        f" ms median, {r['key_latency_max_ms']:.1f} ms max "
+                        f"({r['key_presses']} presses)")
+        else:
+            rows.append("  key pressed while streaming: no key fell inside a run this short")
+        if r.get("first_frame_s") is not None:
+            rows.append(f"  real command in tmux: first frame {r['first_frame_s']:.2f} s, model "
+                        f"loaded {r['app_model_loaded_s']:.2f} s")
     return "\n".join(rows)
 
 
@@ -238,8 +250,31 @@ def run_bench(args, settings) -> int:
         engine.wait_loaded()
         result = measure(engine, args.max_tokens, args.long_prompt_tokens, args.repeats,
                          progress)
+    if not args.no_tui:
+        result.update(measure_app(model_path, args.max_tokens, args.repeats, progress))
     progress("")
     if not quiet:
         print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
+
+
+def measure_app(model_path, max_tokens: int, repeats: int, progress) -> dict:
+    """The chat app's figures: decode inside the running app against raw mlx-lm, key
+    latency while it streams, and start-up of the real command in tmux."""
+    from assistant.tui.bench import measure_startup, measure_tui
+
+    progress("chat app, headless")
+    tui = measure_tui(model_path, max_tokens, repeats=repeats)
+    out = {"tui_decode_tps": tui["tui_decode_tps"], "tui_raw_decode_tps": tui["raw_decode_tps"],
+           "tui_decode_ratio": round(tui["tui_decode_ratio"], 4),
+           "key_latency_median_ms": tui["key_latency_median_ms"],
+           "key_latency_max_ms": tui["key_latency_max_ms"], "key_presses": tui["key_presses"]}
+    progress("chat app start-up in tmux")
+    try:
+        startup = measure_startup(model_path)
+    except RuntimeError as exc:  # no tmux on this machine
+        startup = {"first_frame_s": None, "skipped": str(exc)}
+    out["first_frame_s"] = startup["first_frame_s"]
+    out["app_model_loaded_s"] = startup.get("model_loaded_s")
+    return out

@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"assistant {__version__}")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
+    chat = commands.add_parser("chat", help="the chat app (the default command)",
+                               description="Open the chat app in the terminal.")
+    _model_options(chat)
+    _mcp_options(chat)
+
     ask = commands.add_parser("ask", help="answer one prompt on stdout",
                               description="Answer one prompt; the answer streams to stdout.")
     ask.add_argument("prompt", nargs="?", help="the prompt, or - to read it from stdin")
@@ -81,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_positive, default=3,
                        help="runs of each side, interleaved; the best is kept (default 3)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--no-tui", action="store_true",
+                       help="skip the chat app's figures (headless decode, key latency, "
+                            "start-up in tmux)")
 
     from assistant import cli_tools
 
@@ -115,14 +123,18 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["chat", *argv]  # `assistant` alone, or with chat options, opens the app
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
     settings, warnings = load_settings()
     for warning in warnings:
         print(f"assistant: warning: {warning}", file=sys.stderr)
     try:
+        if args.command == "chat":
+            from assistant.tui.app import run_chat
+
+            return run_chat(args, settings)
         if args.command == "ask":
             return ask(args, settings)
         if args.command == "bench":

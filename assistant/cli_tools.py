@@ -7,11 +7,9 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
-from assistant.chat.tooling import configured_servers, start_host
 from assistant.errors import UserError
-from assistant.mcp.approval import ApprovalStore
-from assistant.mcp.audit import AuditLog
-from assistant.mcp.catalog import Catalog
+# Only the config module is imported up front: it is light, and the parser needs it.
+# The host, the SDK and the engine load when a command runs, so `assistant` starts fast.
 from assistant.mcp.config import claude_config_file, config_file, import_claude
 
 
@@ -42,6 +40,9 @@ def add_parser(commands) -> None:
 
 
 def run(args, settings) -> int:
+    from assistant.chat.tooling import configured_servers, start_host
+    from assistant.mcp.catalog import Catalog
+
     command = args.tools_command
     if command == "import-claude":
         return _import(args)
@@ -110,6 +111,9 @@ def _test(states, status) -> int:
 
 
 def _call(args, servers) -> int:
+    from assistant.chat.tooling import start_host
+    from assistant.mcp.audit import AuditLog
+
     try:
         arguments = json.loads(args.arguments)
     except json.JSONDecodeError as exc:
@@ -156,6 +160,8 @@ def _import(args) -> int:
 
 
 def _approvals() -> int:
+    from assistant.mcp.approval import ApprovalStore
+
     stored = ApprovalStore().all()
     if not stored:
         print("no stored approvals: every tool asks before it runs")
@@ -166,6 +172,8 @@ def _approvals() -> int:
 
 
 def _revoke(args) -> int:
+    from assistant.mcp.approval import ApprovalStore
+
     store = ApprovalStore()
     tools = store.all().get(args.server, {})
     names = [args.tool] if args.tool else list(tools)

@@ -21,7 +21,7 @@ def bench(fixture_model, *extra):
 
 
 def test_bench_json_reports_every_figure(fixture_model):
-    result = bench(fixture_model, "--json")
+    result = bench(fixture_model, "--json", "--no-tui")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert KEYS <= set(out)
@@ -36,9 +36,9 @@ def test_bench_json_reports_every_figure(fixture_model):
     assert 0 < out["followup_cached_tokens"] < out["followup_prompt_tokens"]
 
 
-def test_bench_table(fixture_model):
+def test_bench_table_with_the_chat_app(fixture_model):
     result = bench(fixture_model)
     assert result.returncode == 0, result.stderr
     for needle in ("decode tok/s", "raw mlx-lm", "app/raw", "decode floor 55 tok/s",
-                   "follow-up turn"):
+                   "follow-up turn", "chat app (headless)", "key pressed while streaming"):
         assert needle in result.stdout

@@ -23,7 +23,8 @@ def test_wheel_carries_the_servers_and_prompts(tmp_path):
     for needed in ("assistant/tools/notes.py", "assistant/tools/clock.py",
                    "assistant/tools/calculator.py", "assistant/prompts/system.txt",
                    "assistant/prompts/tools.txt", "assistant/engine/engine.py",
-                   "assistant/mcp/host.py", "assistant/chat/turn.py", "assistant/notes/reader.py"):
+                   "assistant/mcp/host.py", "assistant/chat/turn.py", "assistant/notes/reader.py",
+                   "assistant/tui/app.py", "assistant/tui/app.tcss"):
         assert needed in names, needed
 
     # Start the clock server from the unpacked wheel alone, far from the checkout.

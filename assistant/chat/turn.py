@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 import jsonschema
@@ -50,6 +50,8 @@ class ToolCall:
 class Observer(Protocol):
     def on_event(self, event: Event) -> None: ...
     def on_tool_call(self, call: ToolCall) -> None: ...
+    # Optional: ``on_message(message)`` is called with each message the turn adds to the
+    # history, as it is added, so a front end can store it at once.
 
 
 @dataclass
@@ -155,7 +157,7 @@ class Turn:
         return [t.schema for t in self.tools.catalog.offer(query, budget)]
 
     def _generate(self, offered: list[dict] | None) -> TurnResult:
-        options = GenerationOptions(**{**vars(self.options), "tools": offered})
+        options = replace(self.options, tools=offered)
         generation = self.engine.generate(self.history, options, self.chat)
         self._current = generation
         if self._cancel.is_set():
@@ -170,6 +172,9 @@ class Turn:
     def _append(self, outcome: TurnOutcome, message: dict) -> None:
         self.history.append(message)
         outcome.messages.append(message)
+        on_message = getattr(self.observer, "on_message", None)
+        if on_message is not None:
+            on_message(message)
 
     def _finish(self, call: ToolCall, status: str, sent: str, error: str | None = None) -> None:
         call.status, call.sent, call.error = status, sent, error

@@ -1,0 +1,1 @@
+"""The Textual chat app (``assistant chat``). Importing it loads no model code."""

@@ -1,0 +1,747 @@
+"""The chat app: ``assistant`` / ``assistant chat``.
+
+The UI thread only draws. The engine loads, MCP servers start and every turn runs in
+thread workers; a turn's events come back through ``_Bridge``, which batches them into
+one ``TurnUpdate`` message at a time, so a fast model never floods the event loop.
+mlx, mlx-lm and mcp are imported inside those workers, after the first frame.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, ListView
+
+from assistant.chat.store import DEFAULT_TITLE, ChatStore, title_from
+from assistant.config import Settings, paths
+from assistant.tui.screens import ApprovalScreen, ModelProblem, PromptScreen, ToolsScreen
+from assistant.tui.widgets import (
+    AssistantMessage,
+    ChatInput,
+    ChatList,
+    Status,
+    StatusBar,
+    UserMessage,
+)
+
+_CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
+
+
+class TurnUpdate(Message):
+    """Posted from a turn's worker thread: there are events to draw."""
+
+    def __init__(self, bridge: _Bridge) -> None:
+        super().__init__()
+        self.bridge = bridge
+
+
+class _Bridge:
+    """The turn's observer. Runs on the worker thread, so it never touches widgets: it
+    queues what happened and posts one ``TurnUpdate`` until the UI has drained it."""
+
+    def __init__(self, app: ChatApp, view: AssistantMessage, chat_id: int):
+        self.app, self.view, self.chat_id = app, view, chat_id
+        self._items: list[tuple] = []
+        self._lock = threading.Lock()
+        self._posted = False
+        self.cancelled = False
+        self.stats = None  # the round's TurnStats, stored with its assistant message
+
+    def _put(self, *item) -> None:
+        with self._lock:
+            self._items.append(item)
+            post, self._posted = not self._posted, True
+        if post:
+            self.app.post_message(TurnUpdate(self))
+
+    def take(self) -> list[tuple]:
+        """Everything queued, with neighbouring text pieces of one kind joined."""
+        with self._lock:
+            items, self._items, self._posted = self._items, [], False
+        merged: list[tuple] = []
+        for item in items:
+            if merged and item[0] in ("think", "say") and merged[-1][0] == item[0]:
+                merged[-1] = (item[0], merged[-1][1] + item[1])
+            else:
+                merged.append(item)
+        return merged
+
+    # -- the Observer protocol of chat.turn.Turn ------------------------------------------
+
+    def on_event(self, event) -> None:
+        # By name: importing assistant.engine here would load mlx before the first frame.
+        kind = type(event).__name__
+        if kind == "ThinkingDelta":
+            self._put("think", event.text)
+        elif kind == "TextDelta":
+            self._put("say", event.text)
+        elif kind == "TurnStats":
+            self.stats = event
+            self._put("stats", event)
+        elif kind == "Finished" and event.reason == "cancelled":
+            self.cancelled = True
+
+    def on_tool_call(self, call) -> None:
+        self._put("tool", id(call), replace(call))
+
+    def on_message(self, message: dict) -> None:
+        stopped = self.cancelled or self.app._stop.is_set()
+        stats = None
+        if message["role"] == "assistant" and self.stats is not None:
+            stats, self.stats = asdict(self.stats), None
+        self.app.history.append(message)
+        self.app.store.add_message(self.chat_id, message, stats=stats,
+                                   status="stopped" if stopped else "complete")
+
+    def end(self, note: str | None) -> None:
+        self._put("end", note)
+
+
+@dataclass
+class _Approval:
+    done: threading.Event
+    choice: str = "deny"
+
+
+class ChatApp(App):
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    TITLE = "assistant"
+    BINDINGS = [
+        Binding("escape", "stop", "Stop"),
+        Binding("ctrl+t", "toggle_thinking", "Think"),
+        Binding("ctrl+n", "new_chat", "New"),
+        Binding("ctrl+b", "toggle_chats", "Chats"),
+        Binding("ctrl+o", "tools", "Tools"),
+        Binding("ctrl+g", "copy_answer", "Copy"),
+        Binding("ctrl+s", "export", "Export"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, *, model: str, settings: Settings, thinking: bool,
+                 servers: list | None, problems: Iterable[str] = (), engine: Any = None,
+                 options: dict | None = None, store: ChatStore | None = None) -> None:
+        super().__init__()
+        self.model_ref, self.settings, self.thinking = model, settings, thinking
+        self.servers = servers or []
+        self.config_problems = list(problems)
+        self.overrides = dict(options or {})  # extra GenerationOptions fields (tests, bench)
+        self._injected = engine
+        self.store = store or ChatStore()
+        self._own_store = store is None
+        self.engine: Any = None
+        self.model_path: Path | None = None
+        self.host: Any = None
+        self.tools: Any = None  # chat.turn.Tools for the current chat
+        self.cache: Any = None  # engine.ChatCache for the current chat
+        self.chat_id: int | None = None
+        self.history: list[dict] = []
+        self.turn: Any = None
+        self.busy = False
+        self.last_stats: Any = None
+        self.status = Status(model=Path(model).name or model, thinking=thinking,
+                             servers_total=len([s for s in self.servers if not s.disabled]))
+        self._engine_ready = threading.Event()
+        self._engine_error: str | None = None
+        self._host_ready = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()  # no turn worker running
+        self._idle.set()
+        self._shutting_down = threading.Event()
+        self._backends_closed = False
+        self._owned_engines: list = []
+        self._approval: _Approval | None = None
+        self._counter: Any = None
+
+    # -- layout -----------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield ChatList(id="chats")
+            with Vertical(id="chat"):
+                yield VerticalScroll(id="conversation")
+                yield ChatInput(id="input", soft_wrap=True, show_line_numbers=False,
+                                compact=True, placeholder="Message (Enter sends, "
+                                "ctrl+j new line, /summarize PATH)")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.conversation = self.query_one("#conversation", VerticalScroll)
+        self.conversation.anchor()
+        self.input = self.query_one(ChatInput)
+        self.chat_list = self.query_one(ChatList)
+        self.chat_list.display = False
+        self.status_bar = self.query_one(StatusBar)
+        self.input.focus()
+        self._show_status()
+        for line in self.config_problems:
+            self.notify(line, title="MCP config problem", severity="warning", timeout=10)
+        if not self.servers:
+            self._host_ready.set()
+        # After the first frame: importing mlx and mcp holds the GIL for a while.
+        self.call_after_refresh(self._start_backends)
+
+    def _start_backends(self) -> None:
+        self._load_engine(self.model_ref)
+        if self.servers:
+            self._start_servers()
+
+    def _show_status(self) -> None:
+        self.status_bar.show(self.status)
+
+    # -- engine and servers, in the background ---------------------------------------------
+
+    @work(thread=True, exit_on_error=False, group="engine")
+    def _load_engine(self, model: str) -> None:
+        from assistant.errors import ModelError
+
+        started = time.monotonic()
+        try:
+            if self._injected is not None:
+                engine, self._injected = self._injected, None
+            else:
+                from assistant.engine import Engine, resolve_model
+
+                engine = Engine(resolve_model(model),
+                                context_limit=self.settings.context_limit)
+                self._owned_engines.append(engine)
+            while not engine.wait_loaded(0.25):
+                if self._shutting_down.is_set():
+                    return
+                self._ui(self._set_loading, f"loading model {time.monotonic() - started:.0f} s")
+        except ModelError as exc:
+            return self._model_failed(str(exc), model)
+        except Exception as exc:  # a broken model directory: still a panel, not a crash
+            return self._model_failed(f"cannot load the model {model}: {exc}", model)
+        old, self.engine, self.model_path = self.engine, engine, engine.model_path
+        self.cache, self.tools, self._counter, self._engine_error = None, None, None, None
+        if old is not None and old in self._owned_engines:
+            self._owned_engines.remove(old)
+            old.close()
+        self._engine_ready.set()
+        self._ui(self._model_loaded, engine.context_window, time.monotonic() - started)
+        if self.servers:
+            self._token_counter()  # ready before the first turn that offers tools
+
+    def _model_failed(self, error: str, model: str) -> None:
+        self._engine_error = error
+        self._engine_ready.set()  # waiting turns wake up and see the error
+        self._ui(self._show_model_problem, error, model)
+
+    def _set_loading(self, text: str | None) -> None:
+        self.status.loading = text
+        self._show_status()
+
+    def _model_loaded(self, window: int, seconds: float) -> None:
+        self.status.loading = None
+        self.status.model = self.model_path.name
+        self.status.context_window = window
+        for panel in self.query(ModelProblem):
+            panel.remove()
+        self._show_status()
+
+    async def _show_model_problem(self, error: str, model: str) -> None:
+        self.status.loading = "no model"
+        self._show_status()
+        for panel in self.query(ModelProblem):
+            await panel.remove()
+        await self.conversation.mount(ModelProblem(error, model))
+
+    @work(thread=True, exit_on_error=False, group="mcp")
+    def _start_servers(self) -> None:
+        try:
+            from assistant.chat.tooling import server_problems, start_host
+
+            self.host = start_host(self.servers)
+            problems = server_problems(self.host)
+            up = sum(s.status == "ready" for s in self.host.servers.values())
+            self._ui(self._servers_started, up, problems)
+        except Exception as exc:  # chat goes on without tools
+            self._ui(self._servers_started, 0, [f"MCP servers could not start: {exc}"])
+        finally:
+            self._host_ready.set()
+
+    def _servers_started(self, up: int, problems: list[str]) -> None:
+        self.status.servers_up = up
+        self._show_status()
+        for line in problems:
+            self.notify(line, title="MCP server failed", severity="warning", timeout=10)
+
+    def _ui(self, fn, *args) -> None:
+        """Run ``fn`` on the UI thread from a worker; nothing to do once the app is gone."""
+        if self._backends_closed and not self.is_running:
+            return
+        try:
+            self.call_from_thread(fn, *args)
+        except RuntimeError:
+            pass
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def on_chat_input_submitted(self, event: ChatInput.Submitted) -> None:
+        text = event.text.strip()
+        if self.busy:
+            self.input.text = event.text
+            self.notify("Wait for the answer, or press Esc to stop it.", title="Busy")
+            return
+        if text.startswith("/summarize"):
+            await self._summarize(text)
+            return
+        await self.send(text)
+
+    async def send(self, text: str) -> None:
+        """Show and store the user's message, then run the turn in a worker."""
+        await self._ensure_chat(text)
+        message = {"role": "user", "content": text}
+        self.history.append(message)
+        self.store.add_message(self.chat_id, message)
+        view = await self._begin(text)
+        self._run_turn(view, self.chat_id)
+
+    async def _ensure_chat(self, first_text: str) -> None:
+        if self.chat_id is None:
+            self.chat_id = self.store.create_chat(title_from(first_text),
+                                                  model=self.model_ref, thinking=self.thinking)
+            if self.chat_list.display:
+                await self._fill_chats()
+
+    async def _begin(self, text: str) -> AssistantMessage:
+        self.busy = True
+        self._idle.clear()
+        self._stop.clear()
+        view = AssistantMessage()
+        await self.conversation.mount_all([UserMessage(text), view])
+        if not self._engine_ready.is_set():
+            self.status.busy = "waiting for the model"
+        else:
+            self.status.busy = "generating"
+        self._show_status()
+        return view
+
+    def _wait_for(self, ready: threading.Event) -> bool:
+        """Block a worker until ``ready``; False if the user stopped or the app closes."""
+        while not ready.wait(0.05):
+            if self._stop.is_set() or self._shutting_down.is_set():
+                return False
+        return not (self._stop.is_set() or self._shutting_down.is_set())
+
+    @work(thread=True, exit_on_error=False, group="turn")
+    def _run_turn(self, view: AssistantMessage, chat_id: int) -> None:
+        bridge = _Bridge(self, view, chat_id)
+        note, outcome = None, None
+        try:
+            if not self._wait_for(self._engine_ready) or not self._wait_for(self._host_ready):
+                return
+            if self._engine_error:
+                note = "The model is not loaded; see the panel above."
+                return
+            from assistant.chat.turn import Turn
+            from assistant.engine import ChatCache
+
+            self._ui(self._set_busy, "generating")
+            tools = self._chat_tools()
+            if self.cache is None:
+                self.cache = ChatCache()
+            turn = Turn(self.engine, self._system(tools) + self.history, self._options(),
+                        chat=self.cache, observer=bridge, tools=tools)
+            self.turn = turn
+            if self._stop.is_set():
+                turn.cancel()
+            outcome = turn.run()
+            self.last_stats = outcome.stats
+            if outcome.error:
+                note = f"⚠ {outcome.error.error}"
+            elif outcome.finish_reason == "length":
+                note = "Cut off at the token limit."
+            elif outcome.finish_reason == "rounds":
+                note = "Stopped after the tool-call limit for one turn."
+        except Exception as exc:  # shown in the chat; the app goes on
+            note = f"⚠ {type(exc).__name__}: {exc}"
+        finally:
+            self.turn = None
+            stopped = self._stop.is_set() or (outcome is not None
+                                              and outcome.finish_reason == "cancelled")
+            bridge.end("⏹ stopped" if stopped and not note else note)
+            self._idle.set()
+
+    def _options(self):
+        from assistant.engine import GenerationOptions
+
+        s = self.settings
+        options = GenerationOptions(thinking=self.thinking, max_tokens=s.max_tokens,
+                                    thinking_budget=s.thinking_budget,
+                                    thinking_sampling=s.sampling_thinking,
+                                    direct_sampling=s.sampling_direct)
+        return replace(options, **self.overrides)
+
+    def _system(self, tools) -> list[dict]:
+        from assistant.prompts import load
+
+        parts = [load("system")] + ([load("tools")] if tools else [])
+        system = "\n\n".join(p for p in parts if p)
+        return [{"role": "system", "content": system}] if system else []
+
+    def _token_counter(self):
+        if self._counter is None:
+            from assistant.tokens import counter_for
+
+            self._counter = counter_for(self.model_path)
+        return self._counter
+
+    def _chat_tools(self):
+        if self.host is None or not self.host.tools():
+            return None
+        if self.tools is None:  # one per chat: "allow for this chat" lives in it
+            from assistant.chat.tooling import make_tools
+
+            self.tools = make_tools(self.host, self.servers, self._token_counter(),
+                                    self._approve)
+        return self.tools
+
+    def _approve(self, request) -> str:
+        """The approval callback, on the turn's worker: show the modal, wait for the user."""
+        approval = self._approval = _Approval(threading.Event())
+        tool = request.tool
+
+        def ask() -> None:
+            def answered(choice: str | None) -> None:
+                approval.choice = choice or "deny"
+                approval.done.set()
+
+            self.push_screen(ApprovalScreen(tool.server, tool.name, request.arguments,
+                                            read_only=tool.read_only,
+                                            description=tool.description), answered)
+
+        self._ui(ask)
+        while not approval.done.wait(0.05):
+            if self._stop.is_set() or self._shutting_down.is_set():
+                self._ui(self._dismiss_approval)
+                approval.choice = "deny"
+                break
+        self._approval = None
+        return approval.choice
+
+    def _dismiss_approval(self) -> None:
+        if isinstance(self.screen, ApprovalScreen):
+            self.screen.dismiss("deny")
+
+    def _set_busy(self, text: str | None) -> None:
+        self.status.busy = text
+        self._show_status()
+
+    async def on_turn_update(self, message: TurnUpdate) -> None:
+        bridge = message.bridge
+        view = bridge.view
+        drawable = view.is_attached and not self._shutting_down.is_set()
+        for item in bridge.take():
+            match item:
+                case ("think", text) if drawable:
+                    await view.think(text)
+                case ("say", text) if drawable:
+                    await view.say(text)
+                case ("tool", key, call) if drawable:
+                    await view.tool_call(key, call)
+                case ("stats", stats) if drawable:
+                    await view.end_round(stats.thinking_tokens)
+                    self._show_stats(stats)
+                case ("end", note):
+                    if drawable:
+                        await view.finish(note)
+                    self.busy = False
+                    self.status.busy = None
+                    self._show_status()
+
+    def _show_stats(self, stats) -> None:
+        s = self.status
+        if s.busy == "generating" or s.ttft_s is None:
+            s.ttft_s = stats.ttft_s
+        s.decode_tps = stats.decode_tps
+        s.context_used = stats.prompt_tokens + stats.generated_tokens
+        s.cached_tokens = stats.cached_tokens
+        s.busy = "tools" if self.busy else None
+        self._show_status()
+
+    # -- actions ------------------------------------------------------------------------
+
+    def action_stop(self) -> None:
+        """Esc: stop the generation or tool call now; what was produced stays."""
+        if not self.busy:
+            return
+        self._stop.set()
+        turn = self.turn
+        if turn is not None:
+            turn.cancel()
+        self._dismiss_approval()
+
+    def action_toggle_thinking(self) -> None:
+        self.thinking = not self.thinking
+        self.status.thinking = self.thinking
+        self._show_status()
+        if self.chat_id is not None:
+            self.store.update_chat(self.chat_id, thinking=self.thinking)
+        self.notify("Thinking on for the next turns" if self.thinking
+                    else "Thinking off for the next turns", timeout=2)
+
+    async def action_new_chat(self) -> None:
+        if self.busy:
+            self.notify("Stop the answer first (Esc).", title="Busy")
+            return
+        self.chat_id, self.history, self.cache, self.tools = None, [], None, None
+        await self.conversation.remove_children()
+        self.status.ttft_s = self.status.decode_tps = None
+        self.status.context_used = self.status.cached_tokens = 0
+        self._show_status()
+        if self.chat_list.display:
+            await self._fill_chats()
+        self.input.focus()
+
+    async def action_toggle_chats(self) -> None:
+        self.chat_list.display = not self.chat_list.display
+        if self.chat_list.display:
+            await self._fill_chats()
+            self.chat_list.focus()
+        else:
+            self.input.focus()
+
+    async def _fill_chats(self) -> None:
+        await self.chat_list.fill(self.store.chats(), self.chat_id)
+
+    async def on_list_view_selected(self, event: ListView.Selected) -> None:
+        if event.item is not None and event.item.name:
+            await self.resume(int(event.item.name))
+
+    async def resume(self, chat_id: int) -> None:
+        """Open a saved chat: its messages become the history; the first turn re-prefills."""
+        if self.busy:
+            self.notify("Stop the answer first (Esc).", title="Busy")
+            return
+        info = self.store.chat(chat_id)
+        if info is None:
+            return
+        stored = self.store.messages(chat_id)
+        self.chat_id, self.history = chat_id, [m.as_message() for m in stored]
+        self.cache, self.tools = None, None
+        self.thinking = self.status.thinking = info.thinking
+        await self.conversation.remove_children()
+        group: list = []
+        for m in stored + [None]:
+            if m is None or m.role == "user":
+                if group:
+                    view = AssistantMessage()
+                    await self.conversation.mount(view)
+                    await view.show_stored(group)
+                    group = []
+                if m is not None:
+                    await self.conversation.mount(UserMessage(m.content))
+            else:
+                group.append(m)
+        self._show_status()
+        self.input.focus()
+
+    def action_tools(self) -> None:
+        from assistant.mcp.approval import ApprovalStore
+
+        servers = list(self.host.servers.values()) if self.host is not None else []
+        self.push_screen(ToolsScreen(servers, ApprovalStore()))
+
+    def _last_answer(self) -> str:
+        views = list(self.query(AssistantMessage))
+        return views[-1].all_text.strip() if views else ""
+
+    def action_copy_answer(self) -> None:
+        self._copy(self._last_answer(), "the last answer")
+
+    def action_copy_code(self) -> None:
+        blocks = _CODE_BLOCK.findall(self._last_answer())
+        self._copy(blocks[-1] if blocks else "", "the last code block")
+
+    def _copy(self, text: str, what: str) -> None:
+        if not text:
+            self.notify(f"There is no {what.removeprefix('the ')} to copy.")
+            return
+        self.copy_to_clipboard(text)  # OSC 52
+        if sys.platform == "darwin" and shutil.which("pbcopy"):  # Terminal.app has no OSC 52
+            subprocess.run(["pbcopy"], input=text.encode(), check=False)
+        self.notify(f"Copied {what}.", timeout=2)
+
+    def action_export(self) -> Path | None:
+        if self.chat_id is None:
+            self.notify("Nothing to export yet.")
+            return None
+        out = paths().data_dir / "exports" / f"chat-{self.chat_id}.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(self.store.export_markdown(self.chat_id), encoding="utf-8")
+        self.notify(str(out), title="Chat exported", timeout=8)
+        return out
+
+    def action_rename_chat(self) -> None:
+        if self.chat_id is None:
+            self.notify("Send a message first.")
+            return
+        info = self.store.chat(self.chat_id)
+
+        def done(title: str | None) -> None:
+            if title:
+                self.store.rename(self.chat_id, title)
+                self.call_later(self._fill_chats)
+
+        self.push_screen(PromptScreen("Rename chat", info.title if info else DEFAULT_TITLE),
+                         done)
+
+    async def action_delete_chat(self) -> None:
+        if self.chat_id is not None and not self.busy:
+            self.store.delete(self.chat_id)
+            await self.action_new_chat()
+            self.notify("Chat deleted.")
+
+    def action_switch_model(self) -> None:
+        def done(ref: str | None) -> None:
+            if not ref:
+                return
+            if self.busy:
+                self.notify("Stop the answer first (Esc).", title="Busy")
+                return
+            self.model_ref = ref
+            self._engine_ready.clear()
+            self.status.loading = "loading model"
+            self._show_status()
+            self._load_engine(ref)
+
+        self.push_screen(PromptScreen("Switch model", self.model_ref,
+                                      "Hugging Face repo id or model directory"), done)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("New chat", "Start a new conversation", self.action_new_chat)
+        yield SystemCommand("Toggle thinking", "Think before answering, or answer directly",
+                            self.action_toggle_thinking)
+        yield SystemCommand("Switch model", "Load another model (repo id or directory)",
+                            self.action_switch_model)
+        yield SystemCommand("Tools", "MCP servers, their tools, stored approvals",
+                            self.action_tools)
+        yield SystemCommand("Export chat", "Save this chat as Markdown", self.action_export)
+        yield SystemCommand("Rename chat", "Give this chat a title", self.action_rename_chat)
+        yield SystemCommand("Delete chat", "Delete this chat", self.action_delete_chat)
+        yield SystemCommand("Copy last answer", "To the clipboard", self.action_copy_answer)
+        yield SystemCommand("Copy last code block", "To the clipboard", self.action_copy_code)
+        yield from super().get_system_commands(screen)
+
+    # -- /summarize -------------------------------------------------------------------
+
+    async def _summarize(self, text: str) -> None:
+        args = text.split(maxsplit=1)
+        if len(args) < 2:
+            self.notify("Usage: /summarize PATH", title="Summarize")
+            return
+        from assistant.notes.summarize import summarize
+
+        await self._ensure_chat(text)
+        self.store.add_message(self.chat_id, {"role": "user", "content": text})
+        self.history.append({"role": "user", "content": text})
+        view = await self._begin(text)
+        self._run_summary(view, self.chat_id, summarize, Path(args[1]).expanduser())
+
+    @work(thread=True, exit_on_error=False, group="turn")
+    def _run_summary(self, view, chat_id: int, summarize, path: Path) -> None:
+        bridge = _Bridge(self, view, chat_id)
+        note = None
+        try:
+            if not self._wait_for(self._engine_ready):
+                return
+            if self._engine_error:
+                note = "The model is not loaded; see the panel above."
+                return
+            from assistant.notes.summarize import SummaryOptions
+
+            # Non-thinking, as on the command line; injected logits processors apply too.
+            options = SummaryOptions(
+                logits_processors=self.overrides.get("logits_processors", ()))
+            result = summarize(self.engine, [path], count=self._token_counter().count,
+                               settings=self.settings, options=options, cancel=self._stop,
+                               on_progress=lambda *a: self._ui(self._set_busy,
+                                                               f"summarizing {a[-1] if a else ''}"))
+            bridge._put("say", result.markdown)
+            bridge.on_message({"role": "assistant", "content": result.markdown})
+        except Exception as exc:
+            note = f"⚠ summarizing failed: {exc}"
+        finally:
+            stopped = self._stop.is_set()
+            bridge.end("⏹ stopped" if stopped and not note else note)
+            self._idle.set()
+
+    # -- quitting -----------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        self.action_stop()
+        self._set_busy("closing")
+        import asyncio
+
+        await asyncio.to_thread(self.close_backends)
+        self.exit()
+
+    def close_backends(self) -> None:
+        """Stop the turn, shut the MCP servers down, close the engine. Idempotent."""
+        if self._backends_closed:
+            return
+        self._shutting_down.set()
+        self._stop.set()
+        if self.turn is not None:
+            self.turn.cancel()
+        self._idle.wait(30)  # the turn stores what it produced before the store closes
+        if self.servers:
+            self._host_ready.wait(30)
+        if self.host is not None:
+            self.host.close()
+        for engine in self._owned_engines:
+            engine.close()
+        self._owned_engines.clear()
+        if self._own_store:
+            self.store.close()
+        self._backends_closed = True
+
+
+def create_app(settings: Settings | None = None, *, model: str | Path | None = None,
+               thinking: bool | None = None, mcp_config: Path | None = None,
+               no_tools: bool = False, servers: list | None = None, engine: Any = None,
+               options: dict | None = None, store: ChatStore | None = None) -> ChatApp:
+    """Build the app. Tests and benchmarks inject ``engine`` (a loaded ``Engine``, which
+    the app then does not close), ``servers`` (instead of the config file), ``options``
+    (extra ``GenerationOptions`` fields, e.g. ``logits_processors``) and ``store``."""
+    settings = settings or Settings()
+    problems: list[str] = []
+    if servers is None and not no_tools:
+        from assistant.mcp.config import load_servers
+
+        servers, problems = load_servers(mcp_config,
+                                         notes_root=Path(settings.notes_dir).expanduser())
+    if engine is not None and model is None:
+        model = engine.model_path
+    return ChatApp(model=str(model or settings.model), settings=settings,
+                   thinking=settings.thinking if thinking is None else thinking,
+                   servers=[] if no_tools else servers, problems=problems, engine=engine,
+                   options=options, store=store)
+
+
+def run_chat(args, settings: Settings) -> int:
+    """``assistant chat``: run the app until the user quits; always clean up."""
+    app = create_app(settings, model=args.model, thinking=args.thinking,
+                     mcp_config=args.mcp_config, no_tools=args.no_tools)
+    try:
+        app.run()
+    finally:
+        app.close_backends()
+    return app.return_code or 0

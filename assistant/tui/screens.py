@@ -1,0 +1,138 @@
+"""Modal screens: tool approval, the tools overview, a one-line prompt; the model panel."""
+
+from __future__ import annotations
+
+import json
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, Static
+
+# The answers ``assistant.mcp.approval.Approvals.remember`` understands.
+APPROVAL_CHOICES = (("once", "Once", "o"), ("chat", "This chat", "c"),
+                    ("always", "Always", "a"), ("deny", "Deny", "d"))
+
+
+class ApprovalScreen(ModalScreen[str]):
+    """Shows the full arguments of a tool call and asks whether it may run."""
+
+    BINDINGS = [Binding(key, f"choose('{choice}')", label, show=False)
+                for choice, label, key in APPROVAL_CHOICES] + [
+        Binding("escape", "choose('deny')", "Deny", show=False)]
+
+    def __init__(self, server: str, tool: str, arguments: dict, *, read_only: bool | None,
+                 description: str = "") -> None:
+        super().__init__()
+        self.server, self.tool, self.arguments = server, tool, arguments
+        self.read_only, self.description = read_only, description
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="approval", classes="dialog"):
+            yield Label(f"Allow {self.server}/{self.tool} to run?", classes="dialog-title")
+            if self.description:
+                yield Static(self.description.strip().splitlines()[0], markup=False,
+                             classes="muted")
+            if self.read_only is not True:
+                yield Static("This tool may change things.", classes="warning")
+            with VerticalScroll(classes="arguments"):
+                yield Static(json.dumps(self.arguments, indent=2, ensure_ascii=False),
+                             markup=False)
+            with Horizontal(classes="buttons"):
+                for choice, label, key in APPROVAL_CHOICES:
+                    yield Button(f"{label} ({key})", id=f"choice-{choice}",
+                                 variant="error" if choice == "deny" else "primary")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id.removeprefix("choice-"))
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice)
+
+
+class ToolsScreen(ModalScreen[None]):
+    """The MCP servers with their state and tools, and the stored approvals."""
+
+    BINDINGS = [Binding("escape,q", "close", "Close"),
+                Binding("r,delete", "revoke", "Revoke stored choice")]
+
+    def __init__(self, servers: list, store) -> None:
+        super().__init__()
+        self.servers, self.store = servers, store  # ServerState list, ApprovalStore
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="tools", classes="dialog"):
+            yield Label("Tools", classes="dialog-title")
+            with VerticalScroll(id="servers"):
+                if not self.servers:
+                    yield Static("No MCP servers (started with --no-tools, or none "
+                                 "configured).", classes="muted")
+                for state in self.servers:
+                    tools = ", ".join(t.name for t in state.tools) or "no tools"
+                    problem = f" — {state.error}" if state.error else ""
+                    yield Static(f"{state.config.name} · {state.status}{problem}\n  {tools}",
+                                 markup=False, classes=f"server {state.status}")
+            yield Label("Stored approvals (r to revoke the selected one)")
+            yield DataTable(id="approvals", cursor_type="row", zebra_stripes=True)
+            yield Static("Esc closes", classes="muted")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#approvals", DataTable)
+        table.add_columns("server", "tool", "choice")
+        self.refill()
+
+    def refill(self) -> None:
+        table = self.query_one("#approvals", DataTable)
+        table.clear()
+        for server, tools in sorted(self.store.all().items()):
+            for tool, choice in sorted(tools.items()):
+                table.add_row(server, tool, choice, key=f"{server}\0{tool}")
+
+    def action_revoke(self) -> None:
+        table = self.query_one("#approvals", DataTable)
+        if not table.row_count:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        server, tool = key.split("\0")
+        self.store.set(server, tool, None)
+        self.refill()
+        self.notify(f"{server}/{tool} will ask again", title="Approval revoked")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """One line of input: a model to switch to, a chat's new title."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, value: str = "", placeholder: str = "") -> None:
+        super().__init__()
+        self.prompt_title, self.value, self.placeholder = title, value, placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog prompt"):
+            yield Label(self.prompt_title, classes="dialog-title")
+            yield Input(self.value, placeholder=self.placeholder)
+            yield Static("Enter to confirm · Esc to cancel", classes="muted")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ModelProblem(Static):
+    """In place of the conversation when the model cannot be loaded."""
+
+    def __init__(self, error: str, model: str) -> None:
+        fetch = ("" if model.startswith(("/", ".", "~")) or "/" not in model
+                 else f"  • download it while online:  hf download {model}\n")
+        fix = (f"How to fix it:\n{fetch}"
+               "  • start with a model directory:  assistant --model DIR\n"
+               "  • or switch model now: ctrl+p → Switch model")
+        super().__init__(f"The model could not be loaded\n\n{error}\n\n{fix}", markup=False,
+                         id="model-problem")

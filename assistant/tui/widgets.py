@@ -1,0 +1,256 @@
+"""The chat app's widgets: input, messages (streamed Markdown, reasoning, tool cards),
+status bar, chat list. They only draw; the app owns the engine, the tools and the store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from textual import events
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Collapsible, ListItem, ListView, Markdown, Static, TextArea
+
+
+class ChatInput(TextArea):
+    """Multi-line input: Enter sends; shift+enter or ctrl+j starts a new line."""
+
+    @dataclass
+    class Submitted(Message):
+        text: str
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            text = self.text
+            if text.strip():
+                self.clear()
+                self.post_message(self.Submitted(text))
+            return
+        if event.key in ("shift+enter", "ctrl+j", "newline"):
+            event.stop()
+            event.prevent_default()
+            self.insert("\n")
+            return
+        await super()._on_key(event)
+
+
+class UserMessage(Static):
+    def __init__(self, text: str) -> None:
+        super().__init__(text, markup=False, classes="user")
+
+
+class Reasoning(Collapsible):
+    """The model's reasoning: open while it streams, folded once the answer starts."""
+
+    def __init__(self) -> None:
+        self.body = Markdown(classes="reasoning-text")
+        super().__init__(self.body, title="Thinking…", collapsed=False, classes="reasoning")
+        self.text = ""
+        self.deltas = 0
+        self.started = time.monotonic()
+        self.ended: float | None = None
+
+    def describe(self, tokens: int | None = None) -> None:
+        seconds = (self.ended or time.monotonic()) - self.started
+        count = tokens if tokens is not None else self.deltas
+        self.title = f"Thought for {seconds:.1f} s · {count} tokens"
+
+
+class ToolCard(Vertical):
+    """One tool call: server, tool, arguments, state, duration; the result folded."""
+
+    ICONS = {"pending": "?", "running": "…", "ok": "✓", "error": "✗", "denied": "⊘",
+             "skipped": "–"}
+
+    def __init__(self, call) -> None:
+        self.header = Static(markup=False, classes="tool-header")
+        self.arguments = Static(markup=False, classes="tool-args")
+        self.result = Static(markup=False, classes="tool-result")
+        self.fold = Collapsible(self.result, title="Result", collapsed=True)
+        super().__init__(self.header, self.arguments, self.fold, classes="tool-card")
+        self.call = call
+
+    def on_mount(self) -> None:
+        self.show(self.call)
+
+    def show(self, call) -> None:
+        self.call = call
+        name = f"{call.server}/{call.tool}" if call.server else (call.name or "tool call")
+        state = {"pending": "waiting for approval"}.get(call.status, call.status)
+        took = f" · {call.duration_s:.2f} s" if call.duration_s else ""
+        self.header.update(f"{self.ICONS.get(call.status, '·')} {name} · {state}{took}")
+        self.arguments.update(json.dumps(call.arguments, ensure_ascii=False)
+                              if call.arguments is not None else call.raw)
+        body = call.result or call.error or call.sent
+        self.fold.display = bool(body)
+        self.result.update(body)
+        self.set_class(call.status in ("error", "denied"), "failed")
+
+
+class AssistantMessage(Vertical):
+    """One assistant turn, in order: reasoning, answer text, tool cards, next round ..."""
+
+    def __init__(self) -> None:
+        super().__init__(classes="assistant")
+        self.answer: Markdown | None = None
+        self.answer_text = ""
+        self.reasoning: Reasoning | None = None
+        self.cards: dict[int, ToolCard] = {}
+        self._streams: dict[Markdown, object] = {}
+        self._texts: dict[Markdown, str] = {}
+        self.all_text = ""  # every round's answer, for copying
+
+    async def _write(self, md: Markdown, text: str) -> None:
+        stream = self._streams.get(md)
+        if stream is None:
+            stream = self._streams[md] = Markdown.get_stream(md)
+        self._texts[md] = self._texts.get(md, "") + text
+        await stream.write(text)
+
+    async def think(self, text: str) -> None:
+        if self.reasoning is None or self.reasoning.ended is not None:
+            self.reasoning = Reasoning()
+            self.answer = None
+            await self.mount(self.reasoning)
+        self.reasoning.text += text
+        self.reasoning.deltas += 1
+        await self._write(self.reasoning.body, text)
+
+    async def say(self, text: str) -> None:
+        self.fold_reasoning()
+        if self.answer is None:
+            if not text.strip():
+                return  # the blank lines between reasoning and answer
+            text = text.lstrip()
+            self.answer = Markdown(classes="answer")
+            self.answer_text = ""
+            await self.mount(self.answer)
+        self.answer_text += text
+        self.all_text += text
+        await self._write(self.answer, text)
+
+    def fold_reasoning(self, tokens: int | None = None) -> None:
+        if self.reasoning is not None:
+            if self.reasoning.ended is None:
+                self.reasoning.ended = time.monotonic()
+                self.reasoning.collapsed = True
+            self.reasoning.describe(tokens)
+
+    async def tool_call(self, key: int, call) -> None:
+        self.fold_reasoning()
+        card = self.cards.get(key)
+        if card is None:
+            card = self.cards[key] = ToolCard(call)
+            await self.mount(card)
+            self.answer = None  # the next round's text goes below the card
+            self.all_text += "\n\n"
+        else:
+            card.show(call)
+
+    async def end_round(self, thinking_tokens: int) -> None:
+        if self.reasoning is not None:
+            self.fold_reasoning(thinking_tokens or None)
+
+    async def finish(self, note: str | None = None) -> None:
+        """Stop the streams and render each text once in full, repairing partial blocks."""
+        self.fold_reasoning()
+        for md, stream in list(self._streams.items()):
+            await stream.stop()
+            await md.update(self._texts.get(md, "").strip())
+        self._streams.clear()
+        if note:
+            await self.mount(Static(note, markup=False, classes="note"))
+
+    async def show_stored(self, messages: list) -> None:
+        """Draw a finished turn from stored messages (resumed chats)."""
+        for m in messages:
+            if m.role == "assistant":
+                if m.reasoning:
+                    block = Reasoning()
+                    block.title = "Thinking"
+                    block.collapsed = True
+                    block.ended = block.started
+                    await self.mount(block)
+                    await block.body.update(m.reasoning)
+                if m.content:
+                    self.all_text += m.content + "\n\n"
+                    await self.mount(Markdown(m.content, classes="answer"))
+                for i, call in enumerate(m.tool_calls or []):
+                    fn = call.get("function", {})
+                    card = _StoredCall(fn.get("name"), fn.get("arguments"))
+                    self.cards[id(card)] = ToolCard(card)
+                    await self.mount(self.cards[id(card)])
+            elif m.role == "tool":
+                card = next((c for c in reversed(self.cards.values())
+                             if c.call.name == m.name and not c.call.result), None)
+                if card is not None:
+                    card.call.result, card.call.status = m.content, "ok"
+                    card.show(card.call)
+            if m.status == "stopped":
+                await self.mount(Static("⏹ stopped", classes="note"))
+
+
+@dataclass
+class _StoredCall:
+    """A tool call read back from the store, shaped like ``chat.turn.ToolCall``."""
+
+    name: str | None
+    arguments: dict | None
+    raw: str = ""
+    server: str | None = None
+    tool: str | None = None
+    status: str = "sent"
+    result: str = ""
+    error: str | None = None
+    sent: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass
+class Status:
+    model: str = "…"
+    thinking: bool = True
+    loading: str | None = "loading model"
+    ttft_s: float | None = None
+    decode_tps: float | None = None
+    context_used: int = 0
+    context_window: int = 0
+    cached_tokens: int = 0
+    servers_up: int = 0
+    servers_total: int = 0
+    busy: str | None = None
+
+
+def _short(n: int) -> str:
+    return str(n) if n < 1000 else f"{n / 1000:.1f}".removesuffix(".0") + "k"
+
+
+class StatusBar(Static):
+    """One line, to fit 80 columns: model, mode, state, last reply's speed, context, MCP."""
+
+    def show(self, s: Status) -> None:
+        parts = [s.model, "think" if s.thinking else "no-think"]
+        if s.loading or s.busy:
+            parts.append(s.loading or s.busy)
+        if s.ttft_s is not None:
+            parts.append(f"TTFT {s.ttft_s * 1000:.0f}ms {s.decode_tps or 0:.0f} tok/s")
+        if s.context_window:
+            parts.append(f"ctx {_short(s.context_used)}/{_short(s.context_window)}"
+                         f" cache {_short(s.cached_tokens)}")
+        parts.append(f"MCP {s.servers_up}/{s.servers_total}")
+        self.update("  ".join(parts))
+
+
+class ChatList(ListView):
+    """Saved chats, the latest first; selecting one resumes it."""
+
+    async def fill(self, chats, current: int | None) -> None:
+        await self.clear()
+        await self.extend(ListItem(Static(chat.title, markup=False), name=str(chat.id))
+                          for chat in chats)
+        ids = [c.id for c in chats]
+        self.index = ids.index(current) if current in ids else (0 if ids else None)

@@ -1,0 +1,115 @@
+"""Snapshots of the main screens and error states at 80x24 (pytest-textual-snapshot).
+
+Only these use a layout-only stand-in for the engine (TESTING.md §2 allows it for pure
+layout), so no model output or timing ever reaches a snapshot. Update them with
+``pytest tests/test_tui_snapshots.py --snapshot-update`` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from test_store import TURN
+
+from assistant.chat.store import ChatStore
+from assistant.config import Settings
+from assistant.mcp.approval import ApprovalStore
+from assistant.mcp.config import ServerConfig
+from assistant.mcp.host import ServerState, ToolInfo
+from assistant.tui.app import create_app
+from assistant.tui.screens import ApprovalScreen, ModelProblem
+
+
+class LayoutEngine:
+    """Loaded at once, never asked to generate."""
+
+    model_path = Path("Qwen3-0.6B-4bit")
+    context_window = 32768
+
+    def wait_loaded(self, timeout=None) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def app():
+    app = create_app(Settings(thinking=True), engine=LayoutEngine(), no_tools=True)
+    yield app
+    app.close_backends()
+
+
+async def settle(pilot) -> None:
+    pilot.app.input.cursor_blink = False
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def test_main_screen(snap_compare, app):
+    store = ChatStore()
+    older = store.create_chat("Trip to Lisbon")
+    store.add_message(older, {"role": "user", "content": "Plan a day"})
+    chat = store.create_chat("What is 19*23?")
+    for message in TURN:
+        store.add_message(chat, message)
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.app.resume(chat)
+        await pilot.press("ctrl+b")
+        await settle(pilot)
+
+    assert snap_compare(app, run_before=run_before)
+
+
+def test_approval_modal(snap_compare, app):
+    async def run_before(pilot):
+        await settle(pilot)
+        pilot.app.push_screen(ApprovalScreen(
+            "notes", "append_note", {"path": "todo.md", "text": "- call the plumber\n- milk"},
+            read_only=False, description="Append text to a note, creating it if needed."))
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=run_before)
+
+
+def test_tools_screen(snap_compare, app):
+    def tool(server, name):
+        return ToolInfo(server, name, "", {}, read_only=True, destructive=False)
+
+    app.host = SimpleNamespace(close=lambda: None, servers={
+        "notes": ServerState(ServerConfig("notes"), "ready",
+                             tools=[tool("notes", t) for t in ("list_notes", "read_note",
+                                                                "search_notes", "append_note")]),
+        "clock": ServerState(ServerConfig("clock"), "ready", tools=[tool("clock", "now")]),
+        "files": ServerState(ServerConfig("files"), "failed",
+                             error="exited at start-up (code 1)"),
+    })
+    store = ApprovalStore()
+    store.set("clock", "now", "always")
+    store.set("notes", "append_note", "never")
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=run_before)
+
+
+def test_model_missing_panel(snap_compare):
+    app = create_app(Settings(), model="/nonexistent/model", no_tools=True)
+
+    async def run_before(pilot):
+        await settle(pilot)
+        while not pilot.app.query(ModelProblem):
+            await pilot.pause(0.02)
+        await pilot.pause()
+
+    try:
+        assert snap_compare(app, run_before=run_before)
+    finally:
+        app.close_backends()
