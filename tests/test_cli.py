@@ -97,6 +97,24 @@ def test_help_lists_the_commands():
         assert command in result.stdout
 
 
+def test_the_chat_app_needs_a_terminal(fixture_model):
+    # `assistant` alone opens the app; without a terminal it says what to use instead.
+    one_line_error(run("--model", str(fixture_model), "--no-tools"), "needs a terminal",
+                   "assistant ask")
+    one_line_error(run(), "needs a terminal")
+
+
+def test_tool_approval_without_a_terminal_denies_unless_allowed(monkeypatch):
+    import io
+
+    from assistant.cli import _terminal_approver
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # no terminal to ask on
+
+    assert _terminal_approver(False, stdin_used=False)(object()) == "deny"
+    assert _terminal_approver(True, stdin_used=False)(object()) == "once"
+
+
 def test_python_dash_m_works():
     result = subprocess.run([sys.executable, "-m", "assistant", "--version"],
                             capture_output=True, text=True)

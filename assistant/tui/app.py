@@ -738,6 +738,11 @@ def create_app(settings: Settings | None = None, *, model: str | Path | None = N
 
 def run_chat(args, settings: Settings) -> int:
     """``assistant chat``: run the app until the user quits; always clean up."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        from assistant.errors import UserError
+
+        raise UserError("the chat app needs a terminal; in scripts and pipes use "
+                        "assistant ask \"...\" or assistant ask -")
     app = create_app(settings, model=args.model, thinking=args.thinking,
                      mcp_config=args.mcp_config, no_tools=args.no_tools)
     try:
