@@ -97,7 +97,8 @@ class Bench:
         return Run(
             ttft_s=stats.ttft_s,
             prefill_tps=stats.prompt_tps,
-            decode_tps=(stats.generated_tokens - 1) / (done - first_token),
+            decode_tps=((stats.generated_tokens - 1) / (done - first_token)
+                        if stats.generated_tokens > 1 else 0.0),
             peak_memory_gb=stats.peak_memory_gb,
             prompt_tokens=stats.prompt_tokens,
             generated_tokens=stats.generated_tokens,
@@ -121,7 +122,7 @@ class Bench:
                 first = first or last
                 n = response.generation_tokens
             return Run(ttft_s=first - start, prefill_tps=len(ids) / (first - start),
-                       decode_tps=(n - 1) / (last - first),
+                       decode_tps=(n - 1) / (last - first) if n > 1 and last > first else 0.0,
                        peak_memory_gb=mx.get_peak_memory() / 1e9,
                        prompt_tokens=len(ids), generated_tokens=n)
 

@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Summarize Markdown and text notes (files or folders, - for stdin): a "
                     "summary per note, then a digest. Results are cached by content.")
     summ.add_argument("paths", nargs="+", metavar="PATH", help="note files or folders, or -")
-    summ.add_argument("-o", "--output", type=Path,
-                      help="write to FILE, or into DIR (one file per note plus digest.md)")
+    summ.add_argument("-o", "--output", metavar="FILE|DIR",
+                      help="write to FILE, or into DIR (an existing folder, or a path ending "
+                           "in /): one file per note plus digest.md")
     summ.add_argument("--format", choices=("md", "json"), default="md")
     _model_options(summ)
     summ.add_argument("--length", choices=("short", "medium", "long"), default="medium")

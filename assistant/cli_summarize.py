@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ def run_summarize(args, settings) -> int:
     paths = [p for p in args.paths if p != "-"]
     scan = find_notes([Path(p) for p in paths],
                       patterns=tuple(args.glob) if args.glob else NOTE_PATTERNS)
+    if len(paths) > 1:
+        scan = _qualified(scan, paths)
     if "-" in args.paths:
         scan = ScanResult([_stdin_note(decode_text, Note), *scan.notes], scan.skipped)
     if not scan.notes:
@@ -63,6 +66,24 @@ def run_summarize(args, settings) -> int:
     return 0
 
 
+def _qualified(scan, paths: list[str]):
+    """With several folders, name notes by folder too: work/todo.md is not home/todo.md."""
+    from dataclasses import replace
+
+    folders = [Path(p) for p in paths if Path(p).is_dir()]
+
+    def qualify(item):
+        for folder in folders:
+            try:
+                rel = Path(item.path).relative_to(folder)
+            except ValueError:
+                continue
+            return replace(item, display=f"{folder.name or folder}/{rel.as_posix()}")
+        return item
+
+    return type(scan)([qualify(n) for n in scan.notes], [qualify(s) for s in scan.skipped])
+
+
 def _stdin_note(decode_text, Note):
     import hashlib
 
@@ -76,25 +97,27 @@ def _stdin_note(decode_text, Note):
 def _write(run, args) -> None:
     text = (json.dumps(run.to_json(), indent=2, ensure_ascii=False) if args.format == "json"
             else run.markdown)
-    out: Path | None = args.output
-    if out is None:
+    if args.output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
-    if out.is_dir() or str(out).endswith(("/", "\\")):
-        out.mkdir(parents=True, exist_ok=True)
-        if args.format == "json":
-            (out / "summary.json").write_text(text, encoding="utf-8")
-            return
-        for note in run.notes:
-            target = out / f"{note.display}.summary.md"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(f"# {note.display}\n\n{note.summary.strip()}\n", encoding="utf-8")
-        (out / "digest.md").write_text(f"# Digest\n\n{run.digest.strip()}\n", encoding="utf-8")
-        return
+    out = Path(args.output).expanduser()
     try:
-        out.write_text(text, encoding="utf-8")
+        if not (out.is_dir() or args.output.endswith(("/", os.sep))):
+            out.write_text(text, encoding="utf-8")
+        elif args.format == "json":
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "summary.json").write_text(text, encoding="utf-8")
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            for note in run.notes:
+                target = out / f"{note.display}.summary.md"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(f"# {note.display}\n\n{note.summary.strip()}\n",
+                                  encoding="utf-8")
+            (out / "digest.md").write_text(f"# Digest\n\n{run.digest.strip()}\n",
+                                           encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc.strerror}") from None
+        raise UserError(f"cannot write {exc.filename or out}: {exc.strerror}") from None
 
 
 def _print_skipped(skipped) -> None:

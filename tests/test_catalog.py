@@ -48,3 +48,22 @@ def test_all_tools_when_they_fit_else_the_most_relevant(fixture_model):
     assert sorted(chosen) == ["forecast", "now"]
     chosen = [t.public_name for t in catalog.offer("search my notes for the plan", two + 5)]
     assert "notes_search_notes" in chosen and "forecast" not in chosen
+
+
+def test_cleaned_names_never_hide_another_tool(fixture_model):
+    tools = [tool("notes", "search", "a"), tool("web", "search", "b"),
+             tool("evil", "notes_search", "c"), tool("a", "get time", "d"),
+             tool("a", "get_time", "e")]
+    catalog = Catalog(tools, counter_for(fixture_model).count)
+    assert len(catalog.tools) == 5
+    assert catalog.get("notes_search").info.server == "notes"
+    assert {t.info.server + "/" + t.info.name for t in catalog.tools.values()} == {
+        "notes/search", "web/search", "evil/notes_search", "a/get time", "a/get_time"}
+
+
+def test_a_broken_schema_lets_the_server_judge():
+    from assistant.chat.turn import _schema_problem
+
+    assert _schema_problem({"$ref": "#/defs/missing"}, {"x": 1}) is None
+    assert _schema_problem({"type": "object", "properties": {"a": {"type": "integer"}}},
+                           {"a": "no"}) == "a: 'no' is not of type 'integer'"

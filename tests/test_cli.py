@@ -141,7 +141,6 @@ def test_model_without_config(fixture_model, tmp_path):
 
 def test_model_without_tokenizer(fixture_model, tmp_path):
     model = _model_copy(fixture_model, tmp_path / "m", skip="tokenizer.json")
-    (model / "tokenizer_config.json").unlink()
     one_line_error(run("ask", "--model", str(model), "hi"), "no tokenizer")
 
 

@@ -139,6 +139,22 @@ def test_cancel_in_the_middle_of_a_generation(engine, hf_tokenizer):
     assert collect(events)[1] == "Yes."
 
 
+def test_closing_the_engine_cancels_what_is_running_and_queued(fixture_model, hf_tokenizer):
+    options = GenerationOptions(thinking=False, max_tokens=2000,
+                                logits_processors=[Script(hf_tokenizer, " word" * 2000)])
+    with Engine(fixture_model) as engine:
+        engine.wait_loaded()
+        running = engine.generate([{"role": "user", "content": "Go on."}], options)
+        queued = engine.generate([{"role": "user", "content": "And then?"}], options)
+        first = next(iter(running))
+        assert isinstance(first, TextDelta)
+    # close() has returned: both ended as cancelled, long before 2,000 tokens.
+    rest = list(running)
+    assert rest[-1] == Finished("cancelled")
+    assert next(e for e in rest if isinstance(e, TurnStats)).generated_tokens < 2000
+    assert list(queued)[-1] == Finished("cancelled")
+
+
 def test_cancel_before_start(engine, hf_tokenizer):
     options = GenerationOptions(logits_processors=[Script(hf_tokenizer, "never")])
     generation = engine.generate([{"role": "user", "content": "x"}], options)

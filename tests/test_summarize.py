@@ -200,6 +200,43 @@ def test_cli_markdown_to_a_folder_and_cache(fixture_model, notes, tmp_path):
     assert second.stdout.decode().startswith("# Notes")
 
 
+def test_cli_two_folders_with_the_same_note_names(fixture_model, tmp_path):
+    for folder in ("work", "home"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "todo.md").write_text(f"# {folder} todo\n\n- one thing\n")
+    out = tmp_path / "new-folder"
+    result = run(str(tmp_path / "work"), str(tmp_path / "home"), "--model", str(fixture_model),
+                 "--max-tokens", "8", "--quiet", "-o", f"{out}/")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.md")) == [
+        "digest.md", "home/todo.md.summary.md", "work/todo.md.summary.md"]
+
+
+def test_cli_small_context_window_is_one_line(fixture_model, tmp_path, app_home):
+    (app_home / "config").mkdir(parents=True)
+    (app_home / "config" / "settings.toml").write_text("context_limit = 300\n")
+    (tmp_path / "a.md").write_text("# A\n\nSome text.\n")
+    result = run(str(tmp_path / "a.md"), "--model", str(fixture_model))
+    assert result.returncode == 2
+    assert len(result.stderr.decode().strip().splitlines()) == 1
+    assert b"too small to summarize" in result.stderr
+
+
+def test_reduce_converges_when_parts_are_large(engine, hf_tokenizer, fixture_model, tmp_path):
+    note = tmp_path / "plan.md"
+    note.write_text(long_note()[:2500], encoding="utf-8")
+    # Every summary is over half the budget, so no two fit in one merge call.
+    wordy = Rounds(hf_tokenizer, lambda n: f"- point {n}:" + " detail" * 60)
+    s = Summarizer(engine, counter_for(fixture_model).count, Settings(),
+                   SummaryOptions(chunk_tokens=100, logits_processors=[wordy]))
+    assert s.budget == 100
+    run_ = s.run(find_notes([note]).notes)
+    (summary,) = run_.notes
+    merges = sum(kind == "merge" for kind, _ in s.calls)
+    assert summary.chunks >= 4
+    assert merges < 2 * summary.chunks  # pairs at worst: it halves each round, never loops
+
+
 def test_cli_nothing_to_summarize(fixture_model, tmp_path):
     (tmp_path / "only.bin").write_bytes(b"\x00\x01")
     result = run(str(tmp_path / "only.bin"), str(tmp_path / "missing"), "--model", str(fixture_model))

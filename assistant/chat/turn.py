@@ -222,6 +222,8 @@ class Turn:
         self.observer.on_tool_call(call)
         future: Future = tools.host.start_call(call.server, call.tool, call.arguments)
         self._current = future
+        if self._cancel.is_set():  # cancelled between the check above and now
+            future.cancel()
         try:
             result = future.result()
         except CancelledError:
@@ -248,8 +250,8 @@ def _schema_problem(schema: dict, arguments: dict) -> str | None:
     try:
         error = jsonschema.exceptions.best_match(
             jsonschema.validators.validator_for(schema)(schema).iter_errors(arguments))
-    except jsonschema.exceptions.SchemaError:
-        return None  # the server's schema is broken; let the server judge the call
+    except Exception:  # a broken schema or an unresolvable $ref: the server's problem,
+        return None  # so let the server judge the call
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path)

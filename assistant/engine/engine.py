@@ -176,6 +176,8 @@ class Engine:
         self.model: Any = None
         self.tokenizer: Any = None
         self.context_window = context_limit
+        self._pending: set[Generation] = set()  # queued or running, for close() to cancel
+        self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="mlx-generation", daemon=True)
         self._thread.start()
 
@@ -194,6 +196,8 @@ class Engine:
         """Queue a generation for ``messages``; pass the same ``chat`` across turns to reuse
         its KV cache."""
         generation = Generation()
+        with self._pending_lock:
+            self._pending.add(generation)
         self._jobs.put(_Job(list(messages), options or GenerationOptions(),
                             chat if chat is not None else ChatCache(), generation))
         return generation
@@ -206,6 +210,10 @@ class Engine:
         return future.result()
 
     def close(self) -> None:
+        """Cancel what is queued or running, then stop the thread (it releases MLX)."""
+        with self._pending_lock:
+            for generation in self._pending:
+                generation.cancel()
         self._jobs.put(None)
         self._thread.join()
 
@@ -252,10 +260,10 @@ class Engine:
 
     def _serve(self, job: _Job) -> None:
         emit = job.generation._events.put
-        if self._load_error is not None:  # requests queued before loading failed
-            emit(Failed(str(self._load_error), kind="model"))
-            return
         try:
+            if self._load_error is not None:  # requests queued before loading failed
+                emit(Failed(str(self._load_error), kind="model"))
+                return
             self._run_turn(job)
         except _PrefillCancelled:
             job.chat.reset()  # the cache holds part of the prompt
@@ -263,6 +271,9 @@ class Engine:
         except Exception as exc:
             job.chat.reset()  # the cache may hold half a step
             emit(Failed(f"generation failed: {exc}"))
+        finally:
+            with self._pending_lock:
+                self._pending.discard(job.generation)
 
     def _run_turn(self, job: _Job) -> None:
         emit = job.generation._events.put

@@ -50,7 +50,8 @@ class ApprovalStore:
         return data if isinstance(data, dict) else {}
 
     def get(self, server: str, tool: str) -> str | None:
-        value = self.all().get(server, {}).get(tool)
+        tools = self.all().get(server)
+        value = tools.get(tool) if isinstance(tools, dict) else None
         return value if value in ("always", "never") else None
 
     def set(self, server: str, tool: str, choice: str | None) -> None:

@@ -32,6 +32,11 @@ class Catalog:
         for tool in tools:
             public = tool.name if names.count(tool.name) == 1 else f"{tool.server}_{tool.name}"
             public = re.sub(r"[^A-Za-z0-9_.-]", "_", public)
+            if public in self.tools:  # taken after cleaning: qualify, then number it
+                public = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{tool.server}_{tool.name}")
+                base, n = public, 2
+                while public in self.tools:
+                    public, n = f"{base}_{n}", n + 1
             schema = {"type": "function", "function": {
                 "name": public, "description": tool.description,
                 "parameters": tool.input_schema}}

@@ -108,7 +108,9 @@ class McpHost:
         self._closed = True
         if self._thread.is_alive():
             try:
-                self._run(self._stop_all(), timeout=SHUTDOWN_TIMEOUT)
+                self._run(self._stop_all(), timeout=SHUTDOWN_TIMEOUT + 5)
+            except TimeoutError:
+                pass  # _stop_all gave up on a server first; the loop is stopped below
             finally:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(timeout=5)
@@ -244,7 +246,11 @@ class McpHost:
                     state.status = "stopped"
                 state.stop.set()
         if self._owners:
-            await asyncio.wait(self._owners, timeout=SHUTDOWN_TIMEOUT)
+            _, stuck = await asyncio.wait(self._owners, timeout=SHUTDOWN_TIMEOUT)
+            for task in stuck:  # e.g. an HTTP server that never answers the session DELETE
+                task.cancel()
+            if stuck:
+                await asyncio.wait(stuck, timeout=3)
 
 
 def result_text(result: types.CallToolResult) -> str:
@@ -271,6 +277,8 @@ def _describe_start_failure(exc: BaseException, config: ServerConfig, timeout: f
     if isinstance(exc, TimeoutError):
         return f"did not finish the handshake within {timeout:g} s"
     if isinstance(exc, FileNotFoundError) or (isinstance(exc, OSError) and exc.errno == 2):
+        if config.cwd and not Path(config.cwd).is_dir():
+            return f"working directory not found: {config.cwd}"
         return f"command not found: {config.command}"
     if isinstance(exc, BaseExceptionGroup):
         return _describe_start_failure(exc.exceptions[0], config, timeout)

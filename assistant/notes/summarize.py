@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from assistant.config import Settings, paths
+from assistant.errors import UserError
 from assistant.engine import ChatCache, Engine, GenerationOptions, TurnStats
 from assistant.notes.chunking import chunk_markdown
 from assistant.notes.reader import NOTE_PATTERNS, Note, Skipped, find_notes
@@ -155,6 +156,10 @@ class Summarizer:
         self._generation = None
         self._spent_tokens, self._started = 0, time.perf_counter()
         self.budget = self._budget()
+        if self.budget < 2 * MIN_SUMMARY_TOKENS:
+            raise UserError(f"a {engine.context_window}-token context window is too small to "
+                            f"summarize with --length {options.length}; raise context_limit "
+                            "in the settings or use a shorter --length")
         model = engine.model_path
         config = model / "config.json"
         self._model_id = [str(model.resolve()), hashlib.sha256(
@@ -249,6 +254,8 @@ class Summarizer:
                 current.append(part)
                 size += n
             groups.append(current)
+            if len(groups) == len(parts) > 1:  # no group holds two parts: pair them anyway
+                groups = [parts[i:i + 2] for i in range(0, len(parts), 2)]
             outputs = [self._ask(kind, "\n\n".join(g), spent,
                                  self.max_tokens * (2 if kind == "digest" else 1))
                        for g in groups]
