@@ -24,7 +24,11 @@ QWEN_PATTERN = (
 
 
 def _byte_decoder() -> dict[str, int]:
-    """The inverse of GPT-2's byte-to-printable-character map used by byte-level BPE."""
+    """The inverse of GPT-2's byte-to-printable-character map used by byte-level BPE.
+
+    transformers and mlx-lm have this map too; it is repeated here so that this module
+    needs neither of them (importing either costs about a second).
+    """
     printable = (
         list(range(ord("!"), ord("~") + 1))
         + list(range(ord("¡"), ord("¬") + 1))
