@@ -81,7 +81,8 @@ class Bench:
             logit_bias={t: -float("inf") for t in tokenizer.eos_token_ids})
         self.sampling = DIRECT_SAMPLING
 
-    def app(self, messages: list[dict], seed: int, chat: ChatCache | None = None) -> Run:
+    def app(self, messages: list[dict], seed: int, chat: ChatCache | None = None
+            ) -> tuple[Run, TurnStats]:
         options = GenerationOptions(thinking=False, max_tokens=self.max_tokens,
                                     direct_sampling=self.sampling, seed=seed,
                                     logits_processors=self.processors)
@@ -105,28 +106,34 @@ class Bench:
         ), stats
 
     def raw(self, messages: list[dict], seed: int) -> Run:
-        s = self.sampling
+        return raw_run(self.engine, messages, max_tokens=self.max_tokens,
+                       processors=self.processors, sampling=self.sampling, seed=seed)
 
-        def run(model, tokenizer) -> Run:
-            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                enable_thinking=False)
-            mx.random.seed(seed)
-            mx.reset_peak_memory()
-            sampler = make_sampler(temp=s.temperature, top_p=s.top_p, min_p=s.min_p,
-                                   top_k=s.top_k)
-            start = time.perf_counter()
-            first = last = None
-            for response in stream_generate(model, tokenizer, ids, max_tokens=self.max_tokens,
-                                            sampler=sampler, logits_processors=self.processors):
-                last = time.perf_counter()
-                first = first or last
-                n = response.generation_tokens
-            return Run(ttft_s=first - start, prefill_tps=len(ids) / (first - start),
-                       decode_tps=(n - 1) / (last - first) if n > 1 and last > first else 0.0,
-                       peak_memory_gb=mx.get_peak_memory() / 1e9,
-                       prompt_tokens=len(ids), generated_tokens=n)
 
-        return self.engine.call(run)
+def raw_run(engine: Engine, messages: list[dict], *, max_tokens: int, processors,
+            sampling=DIRECT_SAMPLING, seed: int = 0) -> Run:
+    """Raw ``mlx_lm.stream_generate`` on the engine's own thread and loaded model."""
+
+    def run(model, tokenizer) -> Run:
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                            enable_thinking=False)
+        mx.random.seed(seed)
+        mx.reset_peak_memory()
+        sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p,
+                               min_p=sampling.min_p, top_k=sampling.top_k)
+        start = time.perf_counter()
+        first = last = None
+        for response in stream_generate(model, tokenizer, ids, max_tokens=max_tokens,
+                                        sampler=sampler, logits_processors=processors):
+            last = time.perf_counter()
+            first = first or last
+            n = response.generation_tokens
+        return Run(ttft_s=first - start, prefill_tps=len(ids) / (first - start),
+                   decode_tps=(n - 1) / (last - first) if n > 1 and last > first else 0.0,
+                   peak_memory_gb=mx.get_peak_memory() / 1e9,
+                   prompt_tokens=len(ids), generated_tokens=n)
+
+    return engine.call(run)
 
 
 def measure(engine: Engine, max_tokens: int, long_prompt_tokens: int, repeats: int,

@@ -13,7 +13,7 @@ from assistant.errors import UserError
 
 def run_summarize(args, settings) -> int:
     from assistant.engine import Engine, resolve_model
-    from assistant.notes.reader import NOTE_PATTERNS, Note, ScanResult, decode_text, find_notes
+    from assistant.notes.reader import NOTE_PATTERNS, ScanResult, find_notes
     from assistant.notes.summarize import SummaryError, SummaryOptions, Summarizer
     from assistant.tokens import counter_for
 
@@ -23,7 +23,7 @@ def run_summarize(args, settings) -> int:
     if len(paths) > 1:
         scan = _qualified(scan, paths)
     if "-" in args.paths:
-        scan = ScanResult([_stdin_note(decode_text, Note), *scan.notes], scan.skipped)
+        scan = ScanResult([_stdin_note(), *scan.notes], scan.skipped)
     if not scan.notes:
         _print_skipped(scan.skipped)
         raise UserError("no notes found to summarize: give Markdown or text files or folders "
@@ -84,8 +84,10 @@ def _qualified(scan, paths: list[str]):
     return type(scan)([qualify(n) for n in scan.notes], [qualify(s) for s in scan.skipped])
 
 
-def _stdin_note(decode_text, Note):
+def _stdin_note():
     import hashlib
+
+    from assistant.notes.reader import Note, decode_text
 
     raw = sys.stdin.buffer.read()
     text, warning = decode_text(raw)

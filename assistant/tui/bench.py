@@ -108,27 +108,9 @@ async def _measure_tui(model_path: Path, max_tokens: int, prompt: str, repeats: 
 
 def _raw_decode(engine, messages: list[dict], processors, max_tokens: int) -> float:
     """Raw ``mlx_lm.stream_generate`` on the engine's thread, as ``assistant bench`` does."""
+    from assistant.bench import raw_run
 
-    def run(model, tokenizer) -> float:
-        import mlx.core as mx
-        from mlx_lm import stream_generate
-        from mlx_lm.sample_utils import make_sampler
-
-        s = DIRECT_SAMPLING
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                            enable_thinking=False)
-        mx.random.seed(0)
-        sampler = make_sampler(temp=s.temperature, top_p=s.top_p, min_p=s.min_p, top_k=s.top_k)
-        first = last = None
-        n = 0
-        for response in stream_generate(model, tokenizer, ids, max_tokens=max_tokens,
-                                        sampler=sampler, logits_processors=processors):
-            last = time.perf_counter()
-            first = first or last
-            n = response.generation_tokens
-        return (n - 1) / (last - first) if n > 1 else 0.0
-
-    return engine.call(run)
+    return raw_run(engine, messages, max_tokens=max_tokens, processors=processors).decode_tps
 
 
 # -- the real command in tmux -----------------------------------------------------------
