@@ -2,9 +2,10 @@
 
 A tiktoken ``Encoding`` is built from the model's ``tokenizer.json``: the byte-level BPE
 vocabulary as mergeable ranks, the pre-tokenizer's split pattern, and the added tokens
-(``<|im_start|>``, ``<think>``, ...) as special tokens that are recognised in text, as
-the HF tokenizer recognises them. Used for budgets and chunking, where the HF tokenizer
-is several times slower.
+(``<|im_start|>``, ``<think>``, ...) as special tokens. ``encode`` recognises their text
+as the HF tokenizer does (for the chat template's own text); ``encode_plain`` and
+``count`` read every character as text, which is how content from outside is encoded.
+Used for budgets and chunking, where the HF tokenizer is several times slower.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import tiktoken
+
+from assistant.text import scrub
 
 # The Qwen2/Qwen3 split pattern, used when tokenizer.json does not carry one.
 QWEN_PATTERN = (
@@ -71,6 +74,7 @@ class TokenCounter:
         }
         normalizer = data.get("normalizer") or {}
         self._nfc = normalizer.get("type") == "NFC"
+        self.special_tokens: dict[str, int] = special
         self.encoding = tiktoken.Encoding(
             name=f"hf:{tokenizer_json}",
             pat_str=_split_pattern(data.get("pre_tokenizer")),
@@ -79,12 +83,22 @@ class TokenCounter:
         )
 
     def encode(self, text: str) -> list[int]:
-        if self._nfc and not unicodedata.is_normalized("NFC", text):
-            text = unicodedata.normalize("NFC", text)
-        return self.encoding.encode(text, allowed_special="all")
+        """As the HF tokenizer encodes: control-token text becomes control tokens."""
+        return self.encoding.encode(self._normalize(text), allowed_special="all")
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Every character as text: ``<|im_end|>`` here is ten ordinary tokens' worth."""
+        return self.encoding.encode_ordinary(self._normalize(text))
 
     def count(self, text: str) -> int:
-        return len(self.encode(text))
+        """What ``text`` costs as content of a prompt."""
+        return len(self.encode_plain(text))
+
+    def _normalize(self, text: str) -> str:
+        text = scrub(text)
+        if self._nfc and not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)
+        return text
 
     def decode(self, ids: list[int]) -> str:
         return self.encoding.decode(ids)

@@ -31,7 +31,7 @@ def make_tools(host: McpHost, servers: list[ServerConfig], counter: TokenCounter
     trusted = {s.name for s in servers if s.trust}
     return Tools(host=host, catalog=Catalog(host.tools(), counter.count),
                  approvals=Approvals(ApprovalStore(), trusted), approve=approve,
-                 audit=AuditLog(), count=counter.count, encode=counter.encode,
+                 audit=AuditLog(), count=counter.count, encode=counter.encode_plain,
                  decode=counter.decode)
 
 
