@@ -192,3 +192,14 @@ def test_invalid_settings_file_is_reported_and_ignored(fixture_model, app_home):
     assert result.returncode == 0
     err = result.stderr.decode()
     assert "settings.toml" in err and "line 2" in err and "using the defaults" in err
+
+
+def test_ask_takes_a_prompt_that_is_not_valid_utf8_in_argv(fixture_model):
+    # Python hands non-UTF-8 argv bytes over as lone surrogates; they become U+FFFD.
+    result = subprocess.run([ASSISTANT, "ask", "--no-tools", "--model", str(fixture_model),
+                             "--max-tokens", "3", "--json", b"caf\xe9 \xff?",
+                             "--system", b"be \xfe brief"],
+                            capture_output=True, stdin=subprocess.DEVNULL, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr.decode()
+    assert json.loads(result.stdout)["stats"]["generated_tokens"] == 3

@@ -27,8 +27,10 @@ from mlx_lm.utils import common_prefix_len
 from assistant.config import DIRECT_SAMPLING, THINKING_SAMPLING, Sampling
 from assistant.engine.events import (Event, Failed, Finished, TextDelta, ThinkingDelta,
                                      ToolCallParsed, TurnStats)
+from assistant.engine.prompt import PromptEncoder
 from assistant.engine.split import OutputSplitter, initial_state
 from assistant.errors import ModelError
+from assistant.tokens import counter_for
 
 DEFAULT_CONTEXT = 32768
 # What the engine appends when the thinking budget runs out, so the model answers.
@@ -53,6 +55,16 @@ def effective_thinking(messages: Sequence[dict], thinking: bool) -> bool:
 
 class _PrefillCancelled(Exception):
     pass
+
+
+def _token_counter(model_path: Path):
+    try:
+        return counter_for(model_path)
+    except (OSError, ValueError, KeyError) as exc:
+        # Content is encoded as plain text through this counter (see prompt.py), so a
+        # model whose tokenizer it cannot read is refused rather than run unguarded.
+        raise ModelError(f"cannot read the tokenizer of {model_path} (a byte-level BPE "
+                         f"tokenizer.json, as the Qwen3 models have, is needed): {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,7 @@ class Engine:
         self._load_error: Exception | None = None
         self.model: Any = None
         self.tokenizer: Any = None
+        self.prompts: PromptEncoder | None = None
         self.context_window = context_limit
         self._pending: set[Generation] = set()  # queued or running, for close() to cancel
         self._pending_lock = threading.Lock()
@@ -242,8 +255,11 @@ class Engine:
     def _load(self) -> None:
         try:
             self.model, self.tokenizer, config = load(str(self.model_path), return_config=True)
+            self.prompts = PromptEncoder(self.tokenizer, _token_counter(self.model_path))
             window = config.get("max_position_embeddings") or self._context_limit
             self.context_window = min(window, self._context_limit)
+        except ModelError as exc:
+            self._load_error = exc
         except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self._load_error = ModelError(f"cannot load the model in {self.model_path}: {first}")
@@ -281,9 +297,8 @@ class Engine:
         if job.generation.cancelled:
             emit(Finished("cancelled"))
             return
-        prompt = tokenizer.apply_chat_template(
-            job.messages, tools=list(opts.tools) if opts.tools else None,
-            add_generation_prompt=True, enable_thinking=opts.thinking)
+        prompt = self.prompts.encode(job.messages, tools=opts.tools,
+                                     enable_thinking=opts.thinking)
         if len(prompt) >= self.context_window:
             emit(Failed(f"the conversation is {len(prompt):,} tokens, more than the "
                         f"{self.context_window:,}-token context window; start a new chat "

@@ -1,0 +1,99 @@
+"""The prompt's token ids, with control tokens only where the chat template put them.
+
+``apply_chat_template`` renders the messages and then tokenizes the whole string with
+special tokens parsed, so a message, a tool result, a tool's description or a note that
+spells ``<|im_end|>\\n<|im_start|>system`` or ``</tool_response><tool_call>`` becomes
+those control tokens and can forge a turn. Here every string that goes into the
+template (message content, reasoning, tool-call arguments, tool schemas, dictionary
+keys included) has its control-token text swapped for a private-use stand-in character
+before rendering. In the rendered string, then, any control-token text was written by
+the template itself: those become control tokens, and the text between them, with the
+stand-ins put back, is encoded as plain text. The real model's own template is used
+unchanged, and a prompt without control-token text in its content gets exactly the ids
+``apply_chat_template`` gives.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from assistant.text import scrub
+from assistant.tokens import TokenCounter
+
+# Supplementary Private Use Area-B: no tokenizer or template gives these a meaning.
+_STAND_IN_TOP = 0x10FFFD
+_PRIVATE = re.compile("[\U00100000-\U0010FFFD]")
+
+
+class PromptEncoder:
+    """Encodes chat prompts for one tokenizer; build once per model."""
+
+    def __init__(self, tokenizer, counter: TokenCounter):
+        self.tokenizer, self.counter = tokenizer, counter
+        self.special_ids = counter.special_tokens
+        # Longest first, so "<|im_start|>" is never read as a shorter token's text.
+        names = sorted(self.special_ids, key=len, reverse=True)
+        self._special = re.compile("|".join(re.escape(n) for n in names))
+
+    def encode(self, messages: Sequence[dict], *, tools: Sequence[dict] | None = None,
+               add_generation_prompt: bool = True, enable_thinking: bool = True) -> list[int]:
+        found: set[str] = set()
+        used: set[str] = set()
+        self._scan([messages, tools], found, used)
+        stand_in = self._stand_ins(found, used)
+        back = {v: k for k, v in stand_in.items()}
+
+        def mask(text: str) -> str:
+            text = scrub(text)
+            return self._special.sub(lambda m: stand_in[m.group()], text) if stand_in else text
+
+        rendered = self.tokenizer.apply_chat_template(
+            _map_strings(list(messages), mask),
+            tools=_map_strings(list(tools), mask) if tools else None, tokenize=False,
+            add_generation_prompt=add_generation_prompt, enable_thinking=enable_thinking)
+        ids: list[int] = []
+        start = 0
+        for match in self._special.finditer(rendered):
+            ids += self._plain(rendered[start:match.start()], back)
+            ids.append(self.special_ids[match.group()])
+            start = match.end()
+        ids += self._plain(rendered[start:], back)
+        return ids
+
+    def _plain(self, text: str, back: dict[str, str]) -> list[int]:
+        if not text:
+            return []
+        if back:
+            text = _PRIVATE.sub(lambda m: back.get(m.group(), m.group()), text)
+        return self.counter.encode_plain(text)
+
+    def _scan(self, value, found: set[str], used: set[str]) -> None:
+        """Which control-token texts the strings hold, and which private-use characters."""
+        if isinstance(value, str):
+            if "<" in value:  # every Qwen control token starts with "<"
+                found.update(self._special.findall(value))
+            used.update(_PRIVATE.findall(value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self._scan(key, found, used)
+                self._scan(item, found, used)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                self._scan(item, found, used)
+
+    @staticmethod
+    def _stand_ins(found: set[str], used: set[str]) -> dict[str, str]:
+        """One private-use character per control-token text, none the input already has."""
+        free = (chr(c) for c in range(_STAND_IN_TOP, 0x100000, -1) if chr(c) not in used)
+        return {name: next(free) for name in sorted(found)}
+
+
+def _map_strings(value, fn):
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, dict):
+        return {_map_strings(k, fn): _map_strings(v, fn) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_map_strings(v, fn) for v in value]
+    return value
