@@ -246,3 +246,35 @@ def test_a_model_that_cannot_load_is_a_model_error(fixture_model, tmp_path):
         (event,) = list(early)
         assert isinstance(event, Failed) and event.kind == "model"
         assert "cannot load the model" in event.error
+
+
+def test_a_token_limit_never_ends_in_a_broken_character(engine, hf_tokenizer):
+    # Find a cut that falls inside a multi-byte character of the scripted answer.
+    answer = "Notes: 𝒜𝒷𝒸 and 龘龘 done"
+    encoding = engine.prompts.counter.encoding
+    ids = engine.prompts.counter.encode_plain(answer)
+    cut = next(n for n in range(1, len(ids)) if not _is_utf8(encoding.decode_bytes(ids[:n])))
+    events = ask(engine, hf_tokenizer, "Go", answer, thinking=False, max_tokens=cut)
+    text = collect(events)[1]
+    assert events[-1] == Finished("length")
+    assert "\ufffd" not in text
+    assert answer.startswith(text) and len(text) > 0
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def test_a_lone_surrogate_escape_in_tool_call_arguments_is_replaced(engine, hf_tokenizer):
+    events = ask(engine, hf_tokenizer, "Call it",
+                 '<tool_call>\n{"name": "echo\\udfff", "arguments": {"text": "a\\ud800b",'
+                 ' "k\\udc00": ["\\ud83d\\ude00"]}}\n</tool_call>', thinking=False)
+    call = next(e for e in events if isinstance(e, ToolCallParsed))
+    assert call.error is None
+    assert call.name == "echo\ufffd"
+    assert call.arguments == {"text": "a\ufffdb", "k\ufffd": ["😀"]}
+    json.dumps(call.arguments, ensure_ascii=False).encode("utf-8")

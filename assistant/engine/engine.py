@@ -8,6 +8,7 @@ checks after every token.
 
 from __future__ import annotations
 
+import codecs
 import queue
 import re
 import threading
@@ -291,6 +292,14 @@ class Engine:
             with self._pending_lock:
                 self._pending.discard(job.generation)
 
+    def _without_cut_character(self, text: str, tokens: list[int]) -> str:
+        """Drop the U+FFFD that stands for a character the token limit cut in half."""
+        tail = self.prompts.counter.encoding.decode_bytes(tokens[-4:])
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        decoder.decode(tail, final=False)
+        pending, _ = decoder.getstate()
+        return text[:-1] if pending and text.endswith("\ufffd") else text
+
     def _run_turn(self, job: _Job) -> None:
         emit = job.generation._events.put
         opts, tokenizer, chat = job.options, self.tokenizer, job.chat
@@ -344,7 +353,10 @@ class Engine:
                     # Every yielded token is already in the KV cache.
                     chat.tokens.append(response.token)
                     generated += 1
-                    events = splitter.feed(response.text)
+                    text = response.text
+                    if response.finish_reason == "length":
+                        text = self._without_cut_character(text, chat.tokens)
+                    events = splitter.feed(text)
                     if response.finish_reason:
                         reason = response.finish_reason
                     elif job.generation.cancelled:

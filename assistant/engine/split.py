@@ -14,6 +14,7 @@ import json
 from mlx_lm.generate import TextStateMachine, make_text_state_machine
 
 from assistant.engine.events import TextDelta, ThinkingDelta, ToolCallParsed
+from assistant.text import scrub_data
 
 REASONING, ANSWER, TOOL = "reasoning", "normal", "tool"
 
@@ -91,4 +92,5 @@ class OutputSplitter:
                 pass
         if not isinstance(arguments, dict):
             return ToolCallParsed(call["name"], None, raw, '"arguments" must be a JSON object')
-        return ToolCallParsed(call["name"], arguments, raw)
+        # A "\ud800" escape decodes to a lone surrogate, which nothing downstream can encode.
+        return ToolCallParsed(scrub_data(call["name"]), scrub_data(arguments), raw)
