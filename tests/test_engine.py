@@ -278,3 +278,26 @@ def test_a_lone_surrogate_escape_in_tool_call_arguments_is_replaced(engine, hf_t
     assert call.name == "echo\ufffd"
     assert call.arguments == {"text": "a\ufffdb", "k\ufffd": ["😀"]}
     json.dumps(call.arguments, ensure_ascii=False).encode("utf-8")
+
+
+def test_a_tool_call_nested_past_the_parser_s_depth_is_a_malformed_call(engine, hf_tokenizer):
+    deep = '{"a": ' + "[" * 1500 + "]" * 1500 + "}"
+    events = ask(engine, hf_tokenizer, "Call it",
+                 f'<tool_call>\n{{"name": "echo", "arguments": {deep}}}\n</tool_call>',
+                 thinking=False, max_tokens=4000)
+    call = next(e for e in events if isinstance(e, ToolCallParsed))
+    assert call.arguments is None and "nested too deeply" in call.error
+    assert isinstance(events[-1], Finished)
+
+
+def test_tool_call_arguments_nested_absurdly_deep_are_refused(engine, hf_tokenizer):
+    deep = '{"a": ' + "[" * 200 + "]" * 200 + "}"
+    events = ask(engine, hf_tokenizer, "Call it",
+                 f'<tool_call>\n{{"name": "echo", "arguments": {deep}}}\n</tool_call>',
+                 thinking=False, max_tokens=1000)
+    call = next(e for e in events if isinstance(e, ToolCallParsed))
+    assert call.arguments is None and "nested more than 32 levels" in call.error
+    ok = ask(engine, hf_tokenizer, "Call it",
+             '<tool_call>\n{"name": "echo", "arguments": {"a": [[{"b": [1]}]]}}\n</tool_call>',
+             thinking=False)
+    assert next(e for e in ok if isinstance(e, ToolCallParsed)).arguments == {"a": [[{"b": [1]}]]}

@@ -17,6 +17,7 @@ from assistant.engine.events import TextDelta, ThinkingDelta, ToolCallParsed
 from assistant.text import scrub_data
 
 REASONING, ANSWER, TOOL = "reasoning", "normal", "tool"
+MAX_ARGUMENT_DEPTH = 32  # far past any tool schema; well inside Python's recursion limit
 
 
 def initial_state(tokenizer, prompt: list[int]) -> str:
@@ -82,6 +83,8 @@ class OutputSplitter:
             call = self._parse(raw)
         except ValueError as exc:
             return ToolCallParsed(None, None, raw, f"the tool call is not valid JSON: {exc}")
+        except RecursionError:
+            return ToolCallParsed(None, None, raw, "the tool call's JSON is nested too deeply")
         if not isinstance(call, dict) or not isinstance(call.get("name"), str):
             return ToolCallParsed(None, None, raw, 'a tool call needs a "name" string')
         arguments = call.get("arguments", {})
@@ -92,5 +95,23 @@ class OutputSplitter:
                 pass
         if not isinstance(arguments, dict):
             return ToolCallParsed(call["name"], None, raw, '"arguments" must be a JSON object')
+        if _depth(arguments) > MAX_ARGUMENT_DEPTH:
+            # Kept in the history, such a call would break every later prompt's rendering.
+            return ToolCallParsed(call["name"], None, raw, "the arguments are nested more than "
+                                  f"{MAX_ARGUMENT_DEPTH} levels deep")
         # A "\ud800" escape decodes to a lone surrogate, which nothing downstream can encode.
         return ToolCallParsed(scrub_data(call["name"]), scrub_data(arguments), raw)
+
+
+def _depth(value) -> int:
+    """How deeply lists and objects nest in ``value``, walked without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item \
+            if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                deepest = max(deepest, level + 1)
+                stack.append((child, level + 1))
+    return max(deepest, 1)
