@@ -1,8 +1,10 @@
-"""Token counting speed: tokens.py (tiktoken) against the HF tokenizer, same text.
+"""Token counting speed: tokens.py (tiktoken) against the HF tokenizer, same text; and
+a long chat's prompt encoded by the engine (content as plain text) against mlx-lm's
+``apply_chat_template``.
 
     python scripts/bench_tokens.py MODEL_DIR [--mb 1]
 
-Prints a table; the two must also agree on every id, or the script exits 1.
+Prints two tables; each pair must also agree on every id, or the script exits 1.
 """
 
 from __future__ import annotations
@@ -73,6 +75,33 @@ def main() -> int:
     print(f"  {'tokens.py (tiktoken)':<22}{fast:>10.3f}{mb / fast:>10.1f}")
     print(f"  {'HF tokenizer':<22}{slow:>10.3f}{mb / slow:>10.1f}")
     print(f"  speed-up: {slow / fast:.1f}x; tokens.py built in {build:.2f} s; identical ids")
+    return bench_prompt(args.model, counter, args.repeats)
+
+
+def bench_prompt(model: Path, counter, repeats: int) -> int:
+    """The chat prompt: control-token-safe encoding against the template's own tokenizing."""
+    from mlx_lm.utils import load_tokenizer
+
+    from assistant.engine.prompt import PromptEncoder
+
+    tokenizer = load_tokenizer(model)
+    encoder = PromptEncoder(tokenizer, counter)
+    messages = [{"role": "system", "content": "Be brief."}]
+    for _ in range(20):
+        messages += [{"role": "user", "content": SAMPLE * 4},
+                     {"role": "assistant", "content": SAMPLE * 4}]
+    messages.append({"role": "user", "content": "And the deadline?"})
+    ours, ids = best_of(lambda m: encoder.encode(m), messages, repeats)
+    theirs, ref = best_of(lambda m: tokenizer.apply_chat_template(
+        m, add_generation_prompt=True), messages, repeats)
+    if ids != ref:
+        print("the engine's prompt and apply_chat_template disagree", file=sys.stderr)
+        return 1
+    print(f"\na {len(messages)}-message chat, {len(ids):,} prompt tokens, best of {repeats}")
+    print(f"  {'prompt encoding':<30}{'ms':>10}")
+    print(f"  {'engine (content as text)':<30}{ours * 1000:>10.1f}")
+    print(f"  {'apply_chat_template':<30}{theirs * 1000:>10.1f}")
+    print(f"  ratio: {ours / theirs:.2f}; identical ids")
     return 0
 
 

@@ -14,3 +14,4 @@ def test_token_benchmark_runs_and_checks_the_ids(fixture_model):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "identical ids" in result.stdout and "speed-up" in result.stdout
+    assert result.stdout.count("identical ids") == 2  # the counter and the chat prompt
