@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -31,7 +32,7 @@ class ApprovalScreen(ModalScreen[str]):
     # Seconds of quiet before the buttons count; careful browsers wait about a second
     # before a permission dialog takes input.
     ARM_DELAY = 1.0
-    BINDINGS = [Binding("escape", "choose('deny')", "Deny", show=False)]
+    BINDINGS = [Binding("escape", "deny", "Deny", show=False)]
 
     def __init__(self, server: str, tool: str, arguments: dict, *, read_only: bool | None,
                  description: str = "") -> None:
@@ -43,7 +44,9 @@ class ApprovalScreen(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="approval", classes="dialog"):
-            yield Label(f"Allow {self.server}/{self.tool} to run?", classes="dialog-title")
+            # The names come from the server: as markup, one could hold a clickable action.
+            yield Label(f"Allow {self.server}/{self.tool} to run?", markup=False,
+                        classes="dialog-title")
             if self.description:
                 yield Static(self.description.strip().splitlines()[0], markup=False,
                              classes="muted")
@@ -80,8 +83,9 @@ class ApprovalScreen(ModalScreen[str]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id.removeprefix("choice-"))
 
-    def action_choose(self, choice: str) -> None:
-        self.dismiss(choice)
+    def action_deny(self) -> None:
+        # The only action here: no key binding or markup action can name an approval.
+        self.dismiss("deny")
 
 
 class ToolsScreen(ModalScreen[None]):
@@ -120,7 +124,8 @@ class ToolsScreen(ModalScreen[None]):
         table.clear()
         for server, tools in sorted(self.store.all().items()):
             for tool, choice in sorted(tools.items()):
-                table.add_row(server, tool, choice, key=f"{server}\0{tool}")
+                # Text, not markup: the names come from servers.
+                table.add_row(Text(server), Text(tool), choice, key=f"{server}\0{tool}")
 
     def action_revoke(self) -> None:
         table = self.query_one("#approvals", DataTable)
