@@ -42,7 +42,7 @@ class Terminal:
         go_read, self.go = os.pipe()
         self.done, done_write = os.pipe()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(go_read), str(done_write), "1" if stdin_used else "0"],
+            [sys.executable, "-c", CHILD, str(go_read), str(done_write), str(int(stdin_used))],
             stdin=slave, stdout=slave, stderr=slave, pass_fds=(go_read, done_write),
             start_new_session=True)
         for fd in (slave, go_read, done_write):
