@@ -183,7 +183,10 @@ def load_settings(path: Path | None = None) -> tuple[Settings, list[str]]:
     warnings: list[str] = []
     changes: dict = {}
     for key, value in data.items():
-        if key == "sampling" and isinstance(value, dict):
+        if key == "sampling" and not isinstance(value, dict):
+            warnings.append(f"{path}: sampling = {_short(value)} is not a table "
+                            "([sampling.thinking], [sampling.non_thinking]); ignored")
+        elif key == "sampling":
             for table, table_value in value.items():
                 attr = _SAMPLING_TABLES.get(table)
                 if attr is None or not isinstance(table_value, dict):
@@ -221,8 +224,10 @@ def _absolute(folder: str) -> bool:
 
 
 def _bad(where: str, key: str, value, default) -> str:
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
     rule = RULES.get(key) or SAMPLING_RULES[key]
-    return f"{where}{key} = {shown} is not {rule}; using {default!r}"
+    return f"{where}{key} = {_short(value)} is not {rule}; using {default!r}"
+
+
+def _short(value) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
