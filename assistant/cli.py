@@ -15,6 +15,7 @@ from pathlib import Path
 from assistant import __version__
 from assistant.config import load_settings
 from assistant.errors import UserError
+from assistant.text import scrub
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -295,7 +296,12 @@ class _Printer:
 
 
 def _terminal_approver(allow_all: bool, stdin_used: bool):
-    """y/n/a on the terminal, showing the full arguments; deny when there is none."""
+    """Ask on the terminal, showing the full arguments; deny when there is none.
+
+    Only an explicit answer allows: "y"/"yes" once, the whole word "always" for good.
+    Anything else denies, an empty line and the end of input included, and keys typed
+    while the answer streamed are dropped before the question is asked.
+    """
     from assistant.mcp.approval import ApprovalRequest
 
     def approve(request: ApprovalRequest) -> str:
@@ -307,15 +313,41 @@ def _terminal_approver(allow_all: bool, stdin_used: bool):
         tool = request.tool
         args = json.dumps(request.arguments, indent=2, ensure_ascii=False)
         warn = " (it may change things)" if tool.read_only is not True else ""
-        sys.stderr.write(f"\nAllow {tool.server}/{tool.name}{warn} with these arguments?\n"
-                         f"{args}\n[y] yes once  [a] always for this tool  [n] no: ")
-        sys.stderr.flush()
-        answer = tty.readline().strip().lower()
-        if tty is not sys.stdin:
-            tty.close()
-        return {"y": "once", "yes": "once", "a": "always"}.get(answer, "deny")
+        try:
+            _drop_typed_ahead(tty)
+            sys.stderr.write(_printable(f"\nAllow {tool.server}/{tool.name}{warn} with these "
+                                        f"arguments?\n{args}\n")
+                             + "[y] yes once  [always] always for this tool  [N] no: ")
+            sys.stderr.flush()
+            answer = tty.readline()
+        except (OSError, UnicodeDecodeError):  # a terminal gone, or bytes that are no text
+            answer = ""
+        finally:
+            if tty is not sys.stdin:
+                tty.close()
+        return {"y": "once", "yes": "once", "always": "always"}.get(answer.strip().lower(),
+                                                                    "deny")
 
     return approve
+
+
+def _drop_typed_ahead(tty) -> None:
+    """Discard what was typed before the question: it was not an answer to it."""
+    try:
+        import termios
+    except ImportError:  # no terminal control here (Windows)
+        return
+    try:
+        termios.tcflush(tty.fileno(), termios.TCIFLUSH)
+    except (termios.error, OSError, ValueError):
+        pass
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters shown, not obeyed: a tool's name or arguments
+    must not move the cursor or rewrite the question on the terminal."""
+    return "".join(c if c == "\n" or c.isprintable() else f"\\x{ord(c):02x}"
+                   if ord(c) < 0x100 else f"\\u{ord(c):04x}" for c in scrub(text))
 
 
 def _open_terminal(stdin_used: bool):

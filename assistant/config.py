@@ -6,9 +6,11 @@ them all under one directory, which is what tests do.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import platformdirs
@@ -79,6 +81,8 @@ thinking_budget = 2048          # thinking tokens before the model must answer
 context_limit = 32768           # tokens of conversation kept in view
 notes_dir = "~/Notes"           # the only folder the built-in notes server may touch
 
+# temperature in (0, 2], top_p in (0, 1], top_k 0 (off) to 151935, min_p in [0, 1),
+# presence_penalty in [0, 2]; a value outside its range is reported and not used.
 [sampling.thinking]
 temperature = 0.6
 top_p = 0.95
@@ -90,9 +94,66 @@ top_p = 0.8
 top_k = 20
 """
 
-_SCALARS = {"model": str, "thinking": bool, "max_tokens": int, "thinking_budget": int,
-            "context_limit": int, "notes_dir": str}
+# Qwen3's longest context (with YaRN); the model's own limit applies on top of it.
+MAX_CONTEXT = 131_072
+# Qwen3's vocabulary: mlx-lm rejects a top_k that keeps every token, mid-answer.
+QWEN3_VOCAB = 151_936
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one setting may hold: its kind and, for numbers, its interval."""
+
+    kind: str  # "whole", "number", "flag", "text" or "folder"
+    low: float = -math.inf
+    high: float = math.inf
+    open_low: bool = False  # the bound itself is excluded
+    open_high: bool = False
+
+    def holds(self, value) -> bool:
+        if isinstance(value, bool) or self.kind == "flag":
+            return isinstance(value, bool) and self.kind == "flag"
+        if self.kind in ("text", "folder"):
+            if not isinstance(value, str) or not value.strip() or _CONTROL.search(value):
+                return False
+            # A relative folder would follow whatever folder the app is started in.
+            return self.kind == "text" or _absolute(value)
+        if not isinstance(value, int if self.kind == "whole" else (int, float)):
+            return False
+        # NaN fails every comparison, so it never gets through.
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.kind in ("flag", "text", "folder"):
+            return {"flag": "true or false", "text": "a non-empty string",
+                    "folder": "an absolute folder (or one under ~)"}[self.kind]
+        low, high = (f"{b:g}" if isinstance(b, float) else str(b) for b in (self.low, self.high))
+        return (f"a {'whole ' if self.kind == 'whole' else ''}number in "
+                f"{'(' if self.open_low else '['}{low}, {high}{')' if self.open_high else ']'}")
+
+
+# Every setting and its legal values, in one place.
+RULES = {
+    "model":            Rule("text"),
+    "thinking":         Rule("flag"),
+    "max_tokens":       Rule("whole", 1, MAX_CONTEXT),
+    "thinking_budget":  Rule("whole", 1, MAX_CONTEXT),
+    "context_limit":    Rule("whole", 1, MAX_CONTEXT),
+    "notes_dir":        Rule("folder"),
+}
+SAMPLING_RULES = {
+    # 0 would be greedy in mlx-lm's make_sampler, and greedy makes Qwen3 loop.
+    "temperature":      Rule("number", 0, 2, open_low=True),
+    # 0 would silently switch it off; 1 keeps every token.
+    "top_p":            Rule("number", 0, 1, open_low=True),
+    "top_k":            Rule("whole", 0, QWEN3_VOCAB, open_high=True),  # 0: off
+    "min_p":            Rule("number", 0, 1, open_high=True),  # 0: off; 1 is near-greedy
+    "presence_penalty": Rule("number", 0, 2),  # Qwen advises up to 1.5 against repetition
+}
 _SAMPLING_TABLES = {"thinking": "sampling_thinking", "non_thinking": "sampling_direct"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def load_settings(path: Path | None = None) -> tuple[Settings, list[str]]:
@@ -114,49 +175,59 @@ def load_settings(path: Path | None = None) -> tuple[Settings, list[str]]:
     except tomllib.TOMLDecodeError as exc:
         # The message ends with "(at line L, column C)".
         return settings, [f"{path}: {exc}; using the defaults until it is fixed"]
+    except (ValueError, RecursionError) as exc:
+        problem = ("it is nested too deeply" if isinstance(exc, RecursionError)
+                   else "a number in it has too many digits")
+        return settings, [f"{path}: {problem}; using the defaults until it is fixed"]
 
     warnings: list[str] = []
     changes: dict = {}
     for key, value in data.items():
-        if key == "sampling" and isinstance(value, dict):
+        if key == "sampling" and not isinstance(value, dict):
+            warnings.append(f"{path}: sampling = {_short(value)} is not a table "
+                            "([sampling.thinking], [sampling.non_thinking]); ignored")
+        elif key == "sampling":
             for table, table_value in value.items():
                 attr = _SAMPLING_TABLES.get(table)
                 if attr is None or not isinstance(table_value, dict):
                     warnings.append(f"{path}: unknown setting sampling.{table}; ignored")
                     continue
                 changes[attr] = _sampling(getattr(settings, attr), table_value,
-                                          f"{path}: sampling.{table}", warnings)
-        elif key in _SCALARS:
-            if _is(value, _SCALARS[key]) and (_SCALARS[key] is not int or value > 0):
+                                          f"{path}: sampling.{table}.", warnings)
+        elif key in RULES:
+            if RULES[key].holds(value):
                 changes[key] = value
             else:
-                warnings.append(f"{path}: {key} = {value!r} is not a valid "
-                                f"{_describe(_SCALARS[key])}; using {getattr(settings, key)!r}")
+                warnings.append(_bad(f"{path}: ", key, value, getattr(settings, key)))
         else:
             warnings.append(f"{path}: unknown setting {key!r}; ignored")
     return replace(settings, **changes), warnings
 
 
 def _sampling(base: Sampling, table: dict, where: str, warnings: list[str]) -> Sampling:
-    names = {f.name: f.type for f in fields(Sampling)}
     changes = {}
     for key, value in table.items():
-        if key not in names:
-            warnings.append(f"{where}.{key}: unknown setting; ignored")
-        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            warnings.append(f"{where}.{key} = {value!r} is not a number >= 0; ignored")
-        elif key == "top_k" and not isinstance(value, int):
-            warnings.append(f"{where}.top_k = {value!r} is not a whole number; ignored")
-        else:
+        if key not in SAMPLING_RULES:
+            warnings.append(f"{where}{key}: unknown setting; ignored")
+        elif SAMPLING_RULES[key].holds(value):
             changes[key] = value
+        else:
+            warnings.append(_bad(where, key, value, getattr(base, key)))
     return replace(base, **changes)
 
 
-def _is(value, kind) -> bool:
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
+def _absolute(folder: str) -> bool:
+    try:
+        return Path(folder).expanduser().is_absolute()
+    except RuntimeError:  # "~someone" who is not a user here
+        return False
 
 
-def _describe(kind) -> str:
-    return {str: "string", bool: "true/false", int: "positive whole number"}[kind]
+def _bad(where: str, key: str, value, default) -> str:
+    rule = RULES.get(key) or SAMPLING_RULES[key]
+    return f"{where}{key} = {_short(value)} is not {rule}; using {default!r}"
+
+
+def _short(value) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from assistant.mcp.config import BUILTIN, load_servers
+from assistant.mcp.config import BUILTIN, DEFAULT_TIMEOUT, import_claude, load_servers
 
 
 def load(tmp_path, text: str):
@@ -52,7 +52,6 @@ def test_replacing_a_builtin(tmp_path):
     ({"url": "ftp://h"}, "not http(s)"),
     ({"command": "x", "args": "not a list"}, "list of strings"),
     ({"command": "x", "env": {"A": 1}}, "map names to strings"),
-    ({"command": "x", "timeout": 0}, "above 0"),
     ({"command": "x", "trust": "yes"}, "true or false"),
     ({"command": "x", "env": {"A": "${NOT_SET_ANYWHERE_XYZ}"}}, "NOT_SET_ANYWHERE_XYZ"),
     ("just a string", "expected an object"),
@@ -73,3 +72,48 @@ def test_invalid_json_means_no_servers_and_says_where(tmp_path):
 def test_wrong_shape(tmp_path):
     servers, problems = load(tmp_path, '{"servers": {}}')
     assert servers == {} and "mcpServers" in problems[0]
+
+
+# The timeout as written in mcp.json: Python's json reads NaN and Infinity as numbers.
+BAD_TIMEOUTS = ["NaN", "Infinity", "-Infinity", "0", "-5", "1e18", "3601", "1e999",
+                '"30"', "true", "null", "[]"]
+
+
+@pytest.mark.parametrize("raw", BAD_TIMEOUTS)
+def test_a_timeout_out_of_range_is_one_line_and_the_default(tmp_path, raw):
+    servers, problems = load(tmp_path, '{"mcpServers": {"web": {"url": "http://h/mcp", '
+                                       f'"timeout": {raw}}}, "clock": {{"timeout": {raw}}}}}}}')
+    assert servers["web"].timeout == DEFAULT_TIMEOUT  # the server still runs
+    assert servers["clock"].timeout == DEFAULT_TIMEOUT and servers["clock"].builtin
+    assert len(problems) == 2, problems
+    for name, problem in zip(("web", "clock"), problems):
+        assert problem.startswith(f"{tmp_path / 'mcp.json'}: server {name!r}: timeout = ")
+        assert "using 30" in problem and "\n" not in problem
+
+
+def test_the_edges_of_the_timeout_range(tmp_path):
+    servers, problems = load(tmp_path, '{"mcpServers": {"a": {"command": "x", "timeout": 3600},'
+                                       ' "b": {"command": "x", "timeout": 0.001}}}')
+    assert problems == [] and servers["a"].timeout == 3600 and servers["b"].timeout == 0.001
+
+
+@pytest.mark.parametrize("text,needle", ids=["deep", "digits"], argvalues=[
+    ('{"mcpServers": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested too deeply"),
+    ('{"mcpServers": {"a": {"command": "x", "timeout": 1' + "0" * 5000 + "}}}",
+     "too many digits"),
+])
+def test_a_file_python_cannot_hold_is_one_line(tmp_path, text, needle):
+    servers, problems = load(tmp_path, text)
+    assert servers == {} and len(problems) == 1 and needle in problems[0]
+    with pytest.raises(ValueError, match=needle):  # the import reads files the same way
+        import_claude(tmp_path / "mcp.json", tmp_path / "ours.json")
+
+
+def test_invalid_unicode_in_a_value_is_replaced(tmp_path):
+    servers, problems = load(tmp_path, r'{"mcpServers": {"a": {"command": "x\ud800", '
+                                       r'"args": ["\udfff"], "env": {"K": "\ud800"}}}}')
+    assert problems == []
+    a = servers["a"]
+    assert (a.command, a.args, a.env) == ("x\ufffd", ("\ufffd",), {"K": "\ufffd"})
+    for text in (a.command, *a.args, *a.env.values()):
+        text.encode("utf-8")  # what starting the server needs

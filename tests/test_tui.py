@@ -121,9 +121,13 @@ def notes(tmp_path):
     return root
 
 
-async def answer_approval(pilot, key: str) -> None:
-    await until(pilot, lambda: isinstance(pilot.app.screen, ApprovalScreen))
-    await pilot.press(key)
+async def answer_approval(pilot, choice: str) -> None:
+    """The deliberate way: wait until the modal takes keys, Tab to the button, Enter."""
+    await until(pilot, lambda: isinstance(pilot.app.screen, ApprovalScreen)
+                and pilot.app.screen.armed)
+    while pilot.app.focused.id != f"choice-{choice}":
+        await pilot.press("tab")
+    await pilot.press("enter")
 
 
 async def test_tool_call_approved(engine, hf_tokenizer, notes):
@@ -133,7 +137,7 @@ async def test_tool_call_approved(engine, hf_tokenizer, notes):
         assert app.status.servers_up == 3
         app.input.text = "What is on my todo list?"
         await pilot.press("enter")
-        await answer_approval(pilot, "o")
+        await answer_approval(pilot, "once")
         await until(pilot, lambda: not app.busy)
         await pilot.pause()
         view = list(app.query(AssistantMessage))[-1]
@@ -151,7 +155,7 @@ async def test_tool_call_denied(engine, hf_tokenizer, notes):
     async with running(app) as pilot:
         app.input.text = "Add to my list"
         await pilot.press("enter")
-        await answer_approval(pilot, "d")
+        await answer_approval(pilot, "deny")
         await until(pilot, lambda: not app.busy)
         await pilot.pause()
         (card,) = list(app.query(AssistantMessage))[-1].query(ToolCard)
@@ -182,7 +186,7 @@ async def test_escape_stops_a_tool_call(engine, hf_tokenizer, tmp_path):
     async with running(app) as pilot:
         app.input.text = "Do the work"
         await pilot.press("enter")
-        await answer_approval(pilot, "o")
+        await answer_approval(pilot, "once")
         await until(pilot, lambda: any(c.call.status == "running" for c in app.query(ToolCard)))
         started = time.monotonic()
         await pilot.press("escape")

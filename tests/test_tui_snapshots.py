@@ -65,7 +65,9 @@ def test_main_screen(snap_compare, app):
     assert snap_compare(app, run_before=run_before)
 
 
-def test_approval_modal(snap_compare, app):
+def test_approval_modal(snap_compare, app, monkeypatch):
+    monkeypatch.setattr(ApprovalScreen, "ARM_DELAY", 0)  # awake, as the user answers it
+
     async def run_before(pilot):
         await settle(pilot)
         pilot.app.push_screen(ApprovalScreen(

@@ -24,8 +24,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from assistant.config import paths
+from assistant.text import scrub_data
 
 DEFAULT_TIMEOUT = 30.0
+# Seconds a call may take: above 0, and at most an hour (JSON here allows NaN and
+# Infinity, and a huge number overflows the clocks the SDK computes deadlines with).
+TIMEOUT_RANGE = (0.0, 3600.0)
 BUILTIN = ("notes", "clock", "calculator")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -80,27 +84,34 @@ def load_servers(path: Path | None = None, *, notes_root: Path | None = None
     except (OSError, UnicodeDecodeError) as exc:
         return [], [f"{path}: cannot read it ({exc}); running without MCP servers"]
     try:
-        data = json.loads(text)
+        data = scrub_data(json.loads(text))
     except json.JSONDecodeError as exc:
         return [], [f"{path}:{exc.lineno}:{exc.colno}: {exc.msg}; running without MCP "
                     "servers until it is fixed"]
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit number, deep nesting
+        return [], [f"{path}: {_reason(exc)}; running without MCP servers until it is fixed"]
     entries = data.get("mcpServers") if isinstance(data, dict) else None
     if not isinstance(entries, dict):
         return [], [f'{path}: expected {{"mcpServers": {{...}}}}; running without MCP servers']
 
     problems: list[str] = []
     for name, entry in entries.items():
+        notes: list[str] = []
         try:
-            server = parse_entry(name, entry, servers.get(name))
+            server = parse_entry(name, entry, servers.get(name), notes)
         except ValueError as exc:
             problems.append(f"{path}: server {name!r}: {exc}; skipped")
             servers.pop(name, None)
             continue
+        problems += (f"{path}: server {name!r}: {note}" for note in notes)
         servers[name] = server
     return list(servers.values()), problems
 
 
-def parse_entry(name: str, entry: object, builtin: ServerConfig | None = None) -> ServerConfig:
+def parse_entry(name: str, entry: object, builtin: ServerConfig | None = None,
+                notes: list[str] | None = None) -> ServerConfig:
+    """One server from its entry. A wrong shape raises ``ValueError``; a value out of its
+    range is replaced by the default, with a line added to ``notes``."""
     if not isinstance(entry, dict):
         raise ValueError("expected an object")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
@@ -141,11 +152,20 @@ def parse_entry(name: str, entry: object, builtin: ServerConfig | None = None) -
                 raise ValueError(f'"{key}" must be true or false')
             changes[key] = entry[key]
     if "timeout" in entry:
-        timeout = entry["timeout"]
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError('"timeout" must be a number of seconds above 0')
-        changes["timeout"] = float(timeout)
+        timeout, (low, high) = entry["timeout"], TIMEOUT_RANGE
+        # NaN fails every comparison, so it never gets through.
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) \
+                and low < timeout <= high:
+            changes["timeout"] = float(timeout)
+        elif notes is not None:
+            notes.append(f"timeout = {_short(timeout)} is not a number of seconds in "
+                         f"({low:g}, {high:g}]; using {base.timeout:g}")
     return replace(base, **changes)
+
+
+def _short(value: object) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _string(entry: dict, key: str) -> str:
@@ -210,8 +230,16 @@ def _read_json(path: Path) -> dict:
         raise ValueError(f"{path} does not exist") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}:{exc.lineno}:{exc.colno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: {_reason(exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a JSON object")
     return data
+
+
+def _reason(exc: Exception) -> str:
+    """What ``json.loads`` raises besides a syntax error, in the user's words."""
+    return ("it is nested too deeply" if isinstance(exc, RecursionError)
+            else "a number in it has too many digits")

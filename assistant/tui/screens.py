@@ -4,33 +4,49 @@ from __future__ import annotations
 
 import json
 
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import Button, DataTable, Input, Label, Static
 
-# The answers ``assistant.mcp.approval.Approvals.remember`` understands.
-APPROVAL_CHOICES = (("once", "Once", "o"), ("chat", "This chat", "c"),
-                    ("always", "Always", "a"), ("deny", "Deny", "d"))
+# The answers ``assistant.mcp.approval.Approvals.remember`` understands, in the order
+# the buttons stand: Deny first, where the focus starts.
+APPROVAL_CHOICES = (("deny", "Deny", "primary"), ("once", "Once", "default"),
+                    ("chat", "This chat", "default"), ("always", "Always", "warning"))
 
 
 class ApprovalScreen(ModalScreen[str]):
-    """Shows the full arguments of a tool call and asks whether it may run."""
+    """Shows the full arguments of a tool call and asks whether it may run.
 
-    BINDINGS = [Binding(key, f"choose('{choice}')", label, show=False)
-                for choice, label, key in APPROVAL_CHOICES] + [
-        Binding("escape", "choose('deny')", "Deny", show=False)]
+    It can appear while the user is typing the next message, so nothing typed can allow
+    a call: the buttons wake only after ``ARM_DELAY`` seconds without a key press (keys
+    before that are dropped; Esc still denies), letters do nothing, Enter takes the
+    focused button and the focus starts on Deny. Allowing is Tab to a button and Enter,
+    or a click on it.
+    """
+
+    # Seconds of quiet before the buttons count; careful browsers wait about a second
+    # before a permission dialog takes input.
+    ARM_DELAY = 1.0
+    BINDINGS = [Binding("escape", "deny", "Deny", show=False)]
 
     def __init__(self, server: str, tool: str, arguments: dict, *, read_only: bool | None,
                  description: str = "") -> None:
         super().__init__()
         self.server, self.tool, self.arguments = server, tool, arguments
         self.read_only, self.description = read_only, description
+        self.armed = False
+        self._arming: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="approval", classes="dialog"):
-            yield Label(f"Allow {self.server}/{self.tool} to run?", classes="dialog-title")
+            # The names come from the server: as markup, one could hold a clickable action.
+            yield Label(f"Allow {self.server}/{self.tool} to run?", markup=False,
+                        classes="dialog-title")
             if self.description:
                 yield Static(self.description.strip().splitlines()[0], markup=False,
                              classes="muted")
@@ -40,15 +56,36 @@ class ApprovalScreen(ModalScreen[str]):
                 yield Static(json.dumps(self.arguments, indent=2, ensure_ascii=False),
                              markup=False)
             with Horizontal(classes="buttons"):
-                for choice, label, key in APPROVAL_CHOICES:
-                    yield Button(f"{label} ({key})", id=f"choice-{choice}",
-                                 variant="error" if choice == "deny" else "primary")
+                for choice, label, variant in APPROVAL_CHOICES:
+                    yield Button(label, id=f"choice-{choice}", variant=variant, disabled=True)
+            yield Static("Tab moves · Enter chooses · Esc denies", classes="muted")
+
+    def on_mount(self) -> None:
+        if self.ARM_DELAY > 0:
+            self._arming = self.set_timer(self.ARM_DELAY, self._arm)
+        else:
+            self._arm()
+
+    def on_key(self, event: events.Key) -> None:
+        if not self.armed and event.key != "escape":
+            # Typed ahead, not an answer: drop it and wait for quiet again.
+            event.stop()
+            event.prevent_default()
+            if self._arming is not None:
+                self._arming.reset()
+
+    def _arm(self) -> None:
+        self.armed = True
+        for button in self.query(Button):
+            button.disabled = False
+        self.query_one("#choice-deny", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id.removeprefix("choice-"))
 
-    def action_choose(self, choice: str) -> None:
-        self.dismiss(choice)
+    def action_deny(self) -> None:
+        # The only action here: no key binding or markup action can name an approval.
+        self.dismiss("deny")
 
 
 class ToolsScreen(ModalScreen[None]):
@@ -87,7 +124,8 @@ class ToolsScreen(ModalScreen[None]):
         table.clear()
         for server, tools in sorted(self.store.all().items()):
             for tool, choice in sorted(tools.items()):
-                table.add_row(server, tool, choice, key=f"{server}\0{tool}")
+                # Text, not markup: the names come from servers.
+                table.add_row(Text(server), Text(tool), choice, key=f"{server}\0{tool}")
 
     def action_revoke(self) -> None:
         table = self.query_one("#approvals", DataTable)
