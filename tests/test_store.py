@@ -216,8 +216,9 @@ def test_two_processes_adding_to_one_chat_lose_nothing():
     chat = _saved_store()
     code = ("import sys\nfrom assistant.chat.store import ChatStore\n"
             "store = ChatStore(timeout=60)\nprint('ready', flush=True)\nsys.stdin.readline()\n"
-            f"for i in range(150):\n"
-            f"    store.add_message({chat}, {{'role': 'user', 'content': f'{{sys.argv[1]}} {{i}}'}})\n")
+            "for i in range(150):\n"
+            f"    store.add_message({chat}, {{'role': 'user',"
+            " 'content': f'{sys.argv[1]} {i}'})\n")
     writers = [subprocess.Popen([sys.executable, "-c", code, name], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for name in ("a", "b", "c")]

@@ -13,8 +13,8 @@ import time
 import pytest
 from mcp_helpers import ours
 from scripted import Rounds, Script, ThinkForever
-from test_store import (_STREAM, _chat_with, _damage_chat_page, _hold_lock, open_home,  # noqa: F401
-                        unprivileged)
+from test_store import _STREAM, _chat_with, _damage_chat_page, _hold_lock, unprivileged
+from test_store import open_home as open_home  # noqa: F401 (a fixture)
 from test_tui import app_for, running, send, until
 from test_turn import call
 

@@ -221,8 +221,9 @@ class ChatStore:
         except OSError as exc:
             return self._to_memory(f"{self.path} is damaged and cannot be moved ({exc})")
         self.moved_aside = aside
-        self._notices.append(("Chats file damaged", f"{self.path} was damaged; it is kept as "
-                              f"{aside.name} in the same folder and a fresh one was started."))
+        self._notices.append(("Chats file damaged", (
+            f"{self.path} was damaged; it is kept as {aside.name} in the same folder and a "
+            "fresh one was started.")))
         return self._open()
 
     def _to_memory(self, reason: str) -> sqlite3.Connection:
@@ -247,8 +248,9 @@ class ChatStore:
             memory = self._connect(":memory:")
             self._prepare(memory)
         self.unsaved = reason
-        self._notices.append(("Chats not saved", f"{reason}: this session's chats are kept "
-                              "only until you quit; make it writable to save them."))
+        self._notices.append(("Chats not saved", (
+            f"{reason}: this session's chats are kept only until you quit; make it writable "
+            "to save them.")))
         return memory
 
     def take_notices(self) -> list[tuple[str, str]]:
