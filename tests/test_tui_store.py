@@ -56,7 +56,8 @@ async def test_the_answer_is_saved_while_it_streams(engine, hf_tokenizer, monkey
         row = reader.messages(app.chat_id)[-1]
         assert row.status == "streaming"  # live in this app: not read as interrupted
         shown = list(app.query(Reasoning))[-1].text
-        assert shown.startswith(saved())  # what is saved was already on screen
+        # The same stream: one is a prefix of the other (either may be a moment ahead).
+        assert shown.startswith(row.reasoning) or row.reasoning.startswith(shown)
         await pilot.press("escape")
         await until(pilot, lambda: not app.busy)
         await app.workers.wait_for_complete()
