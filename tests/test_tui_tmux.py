@@ -1,11 +1,17 @@
 """The real ``assistant`` command in a tmux pane, as a user sees it (TESTING.md §4):
-start-up, a message and its answer, quitting, and nothing left running."""
+start-up, a message and its answer, quitting, and nothing left running; and a kill -9
+in the middle of an answer."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
+import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +62,79 @@ def test_chat_in_a_real_terminal(fixture_model, app_home, tmp_path, tools):
     (chat,) = ChatStore().chats()
     messages = ChatStore().messages(chat.id)
     assert messages[0].content == "Hello there" and messages[1].role == "assistant"
+
+
+def _words(screen: str) -> set[str]:
+    """Longer words on the screen above the status bar and the footer."""
+    return set(re.findall(r"\w{6,}", "\n".join(screen.rstrip("\n").splitlines()[:-2])))
+
+
+def _kill_app(marker: str) -> None:
+    """SIGKILL every process of this test's app (found by its unique ASSISTANT_HOME)."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            mine = marker.encode() in (proc / "environ").read_bytes()
+            command = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if mine and b"tmux" not in command:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_kill_9_mid_answer_keeps_what_was_on_screen(fixture_model, app_home, tmp_path):
+    """The random model streams a long answer; the app is killed with SIGKILL while it
+    does; the database still has what the screen showed, and reads as interrupted."""
+    settings = app_home / "config" / "settings.toml"
+    settings.parent.mkdir(parents=True)
+    settings.write_text("max_tokens = 20000\n")
+    tmux = Tmux()
+    env = {"ASSISTANT_HOME": str(app_home), "HOME": str(tmp_path / "user"),
+           "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color"}
+    db = app_home / "data" / "chats.db"
+
+    def answer() -> str:
+        try:
+            reader = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            try:
+                row = reader.execute("SELECT content FROM messages WHERE role = 'assistant'"
+                                     " AND status = 'streaming'").fetchone()
+            finally:
+                reader.close()
+        except sqlite3.Error:
+            return ""
+        return row[0] if row else ""
+
+    def until(condition, what: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"{what}; the screen shows:\n{tmux.screen()}"
+            time.sleep(0.05)
+
+    try:
+        tmux.start([*assistant_command(), "--model", str(fixture_model), "--no-think",
+                    "--no-tools"], env)
+        tmux.wait_for("ctx 0/", timeout=120)  # the model has loaded
+        idle = _words(tmux.screen())
+        tmux.type("Tell me a long story")
+        tmux.send("Enter")
+        until(lambda: len(answer()) > 400, "no streaming answer saved")
+        shown = tmux.screen()
+        saved = answer()
+        # A write after the screen was captured holds everything the screen showed.
+        until(lambda: answer() != saved, "the saved answer stopped growing")
+        _kill_app(str(app_home))
+        until(tmux.exited, "the app did not die")
+    finally:
+        tmux.kill()
+    on_screen = _words(shown) - idle
+    assert len(on_screen) >= 5, shown
+    partial = answer()
+    found = {w for w in on_screen if w in partial}
+    assert len(found) >= 0.9 * len(on_screen), (on_screen - found, shown)
+    (chat,) = ChatStore().chats()
+    user, assistant = ChatStore().messages(chat.id)
+    assert user.content == "Tell me a long story"
+    assert assistant.status == "interrupted" and assistant.content.startswith(partial[:400])

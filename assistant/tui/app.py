@@ -8,6 +8,7 @@ mlx, mlx-lm and mcp are imported inside those workers, after the first frame.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, ListView
 
-from assistant.chat.store import DEFAULT_TITLE, ChatStore, title_from
+from assistant.chat.store import DEFAULT_TITLE, ChatStore, StoreError, title_from
 from assistant.config import Settings, paths
 from assistant.tui.screens import ApprovalScreen, ModelProblem, PromptScreen, ToolsScreen
 from assistant.tui.widgets import (
@@ -52,7 +53,13 @@ class TurnUpdate(Message):
 
 class _Bridge:
     """The turn's observer. Runs on the worker thread, so it never touches widgets: it
-    queues what happened and posts one ``TurnUpdate`` until the UI has drained it."""
+    queues what happened and posts one ``TurnUpdate`` until the UI has drained it.
+
+    It also saves the answer while it streams (at most one small write every
+    ``SAVE_EVERY`` seconds, never per token), so a crash loses at most that much of what
+    was on screen; the row is finished when the round's message is complete."""
+
+    SAVE_EVERY = 0.5
 
     def __init__(self, app: ChatApp, view: AssistantMessage, chat_id: int):
         self.app, self.view, self.chat_id = app, view, chat_id
@@ -61,6 +68,10 @@ class _Bridge:
         self._posted = False
         self.cancelled = False
         self.stats = None  # the round's TurnStats, stored with its assistant message
+        self.call = None  # the tool call whose result message comes next
+        self._text, self._thinking = "", ""
+        self._position: int | None = None  # the streaming row of this round, once saved
+        self._saved_at = 0.0
 
     def _put(self, *item) -> None:
         with self._lock:
@@ -81,15 +92,31 @@ class _Bridge:
                 merged.append(item)
         return merged
 
+    def _save_partial(self) -> None:
+        now = time.monotonic()
+        if now - self._saved_at < self.SAVE_EVERY:
+            return
+        self._saved_at = now
+        try:
+            self._position = self.app.store.save_partial(self.chat_id, self._position,
+                                                         self._text, self._thinking)
+        except StoreError as exc:
+            self._saved_at = now + 10  # don't repeat a failing write per token
+            self.app._ui(self.app._store_failed, exc, "The answer is not being saved.")
+
     # -- the Observer protocol of chat.turn.Turn ------------------------------------------
 
     def on_event(self, event) -> None:
         # By name: importing assistant.engine here would load mlx before the first frame.
         kind = type(event).__name__
         if kind == "ThinkingDelta":
+            self._thinking += event.text
             self._put("think", event.text)
+            self._save_partial()
         elif kind == "TextDelta":
+            self._text += event.text
             self._put("say", event.text)
+            self._save_partial()
         elif kind == "TurnStats":
             self.stats = event
             self._put("stats", event)
@@ -97,18 +124,41 @@ class _Bridge:
             self.cancelled = True
 
     def on_tool_call(self, call) -> None:
+        self.call = call
         self._put("tool", id(call), replace(call))
 
     def on_message(self, message: dict) -> None:
         stopped = self.cancelled or self.app._stop.is_set()
-        stats = None
-        if message["role"] == "assistant" and self.stats is not None:
-            stats, self.stats = asdict(self.stats), None
+        status, stats, position = "stopped" if stopped else "complete", None, None
+        if message["role"] == "assistant":
+            position, self._position = self._position, None
+            self._text, self._thinking, self._saved_at = "", "", 0.0
+            if self.stats is not None:
+                stats, self.stats = asdict(self.stats), None
+        elif message["role"] == "tool" and self.call is not None:
+            # The call's own outcome, so a resumed chat shows denied or failed calls as such.
+            status = self.call.status
+            if stopped and status != "ok":
+                status = "stopped"
         self.app.history.append(message)
-        self.app.store.add_message(self.chat_id, message, stats=stats,
-                                   status="stopped" if stopped else "complete")
+        try:
+            self.app.store.add_message(self.chat_id, message, stats=stats, status=status,
+                                       position=position)
+        except StoreError as exc:  # on screen and in the history; the chat goes on
+            self.app._ui(self.app._store_failed, exc, "This message was not saved.")
+        self.app._ui(self.app._show_store_notices)
 
     def end(self, note: str | None) -> None:
+        if self._position is not None:  # the round ended without its message (it failed)
+            message = {"role": "assistant", "content": self._text}
+            if self._thinking:
+                message["reasoning_content"] = self._thinking
+            try:
+                self.app.store.add_message(self.chat_id, message, status="interrupted",
+                                           position=self._position)
+            except StoreError:
+                pass  # it stays a streaming row, read as interrupted once this app is gone
+            self._position = None
         self._put("end", note)
 
 
@@ -191,6 +241,7 @@ class ChatApp(App):
         self._show_status()
         for line in self.config_problems:
             self.notify(line, title="MCP config problem", severity="warning", timeout=10)
+        self._show_store_notices()
         if not self.servers:
             self._host_ready.set()
         # After the first frame: importing mlx and mcp holds the GIL for a while.
@@ -305,20 +356,39 @@ class ChatApp(App):
         await self.send(text)
 
     async def send(self, text: str) -> None:
-        """Show and store the user's message, then run the turn in a worker."""
-        await self._ensure_chat(text)
+        """Store and show the user's message, then run the turn in a worker."""
         message = {"role": "user", "content": text}
+        if not await self._save_user_message(message):
+            return
         self.history.append(message)
-        self.store.add_message(self.chat_id, message)
         view = await self._begin(text)
         self._run_turn(view, self.chat_id)
 
-    async def _ensure_chat(self, first_text: str) -> None:
-        if self.chat_id is None:
-            self.chat_id = self.store.create_chat(title_from(first_text),
-                                                  model=self.model_ref, thinking=self.thinking)
-            if self.chat_list.display:
-                await self._fill_chats()
+    async def _save_user_message(self, message: dict) -> bool:
+        """Store the user's message before anything else runs. Off the UI thread: a store
+        locked by another process is waited on for a few seconds. If it cannot be
+        stored, nothing is sent and the text goes back into the input."""
+        self.busy = True
+        self._set_busy("saving")
+        try:
+            if self.chat_id is None:
+                self.chat_id = await asyncio.to_thread(
+                    self.store.create_chat, title_from(message["content"]),
+                    model=self.model_ref, thinking=self.thinking)
+                if self.chat_list.display:
+                    await self._fill_chats()
+            await asyncio.to_thread(self.store.add_message, self.chat_id, message)
+            return True
+        except StoreError as exc:
+            self.busy = False
+            self._set_busy(None)
+            if not self.input.text.strip():
+                self.input.text = message["content"]
+                self.input.move_cursor(self.input.document.end)
+            self._store_failed(exc, "Your message was not sent; it is back in the input.")
+            return False
+        finally:
+            self._show_store_notices()
 
     async def _begin(self, text: str) -> AssistantMessage:
         self.busy = True
@@ -476,6 +546,33 @@ class ChatApp(App):
         s.busy = "tools" if self.busy else None
         self._show_status()
 
+    # -- the chat store: each failure is a titled notice for a person, never a crash ---
+
+    _STORE_TITLES = {"locked": "Chats locked", "damaged": "Chats file damaged",
+                     "unwritable": "Chats not saved"}
+
+    def _store_failed(self, exc: StoreError, then: str = "", title: str | None = None) -> None:
+        self.notify(f"{exc}. {then}".strip(), severity="error", timeout=12,
+                    title=title or self._STORE_TITLES.get(exc.kind, "Chats"))
+        self._show_store_notices()
+
+    def _show_store_notices(self) -> None:
+        for title, line in self.store.take_notices():
+            self.notify(line, title=title, severity="warning", timeout=20)
+        if self.status.unsaved != bool(self.store.unsaved):
+            self.status.unsaved = bool(self.store.unsaved)
+            self._show_status()
+
+    def _try_store(self, fn, *args, **kwargs):
+        """``fn(...)``, or None once a failure has been shown."""
+        try:
+            return fn(*args, **kwargs)
+        except StoreError as exc:
+            self._store_failed(exc)
+            return None
+        finally:
+            self._show_store_notices()
+
     # -- actions ------------------------------------------------------------------------
 
     def action_stop(self) -> None:
@@ -493,7 +590,7 @@ class ChatApp(App):
         self.status.thinking = self.thinking
         self._show_status()
         if self.chat_id is not None:
-            self.store.update_chat(self.chat_id, thinking=self.thinking)
+            self._try_store(self.store.update_chat, self.chat_id, thinking=self.thinking)
         self.notify("Thinking on for the next turns" if self.thinking
                     else "Thinking off for the next turns", timeout=2)
 
@@ -519,7 +616,7 @@ class ChatApp(App):
             self.input.focus()
 
     async def _fill_chats(self) -> None:
-        await self.chat_list.fill(self.store.chats(), self.chat_id)
+        await self.chat_list.fill(self._try_store(self.store.chats) or [], self.chat_id)
 
     async def on_list_view_selected(self, event: ListView.Selected) -> None:
         if event.item is not None and event.item.name:
@@ -530,10 +627,15 @@ class ChatApp(App):
         if self.busy:
             self.notify("Stop the answer first (Esc).", title="Busy")
             return
-        info = self.store.chat(chat_id)
+        try:
+            info = self.store.chat(chat_id)
+            stored = self.store.messages(chat_id) if info is not None else []
+        except StoreError as exc:  # one damaged chat: the app and the other chats go on
+            self._store_failed(exc, "This chat cannot be opened; the others still can.",
+                               title="Chat cannot be opened")
+            return
         if info is None:
             return
-        stored = self.store.messages(chat_id)
         self.chat_id, self.history = chat_id, [m.as_message() for m in stored]
         self.cache, self.tools = None, None
         self.thinking = self.status.thinking = info.thinking
@@ -584,8 +686,16 @@ class ChatApp(App):
             self.notify("Nothing to export yet.")
             return None
         out = paths().data_dir / "exports" / f"chat-{self.chat_id}.md"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(self.store.export_markdown(self.chat_id), encoding="utf-8")
+        text = self._try_store(self.store.export_markdown, self.chat_id)
+        if text is None:
+            return None
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"Cannot write {out}: {exc.strerror or exc}. Make the folder "
+                        "writable and export again.", title="Export failed", severity="error")
+            return None
         self.notify(str(out), title="Chat exported", timeout=8)
         return out
 
@@ -593,11 +703,11 @@ class ChatApp(App):
         if self.chat_id is None:
             self.notify("Send a message first.")
             return
-        info = self.store.chat(self.chat_id)
+        info = self._try_store(self.store.chat, self.chat_id)
 
         def done(title: str | None) -> None:
             if title:
-                self.store.rename(self.chat_id, title)
+                self._try_store(self.store.rename, self.chat_id, title)
                 self.call_later(self._fill_chats)
 
         self.push_screen(PromptScreen("Rename chat", info.title if info else DEFAULT_TITLE),
@@ -605,7 +715,11 @@ class ChatApp(App):
 
     async def action_delete_chat(self) -> None:
         if self.chat_id is not None and not self.busy:
-            self.store.delete(self.chat_id)
+            try:
+                self.store.delete(self.chat_id)
+            except StoreError as exc:
+                self._store_failed(exc, "The chat was not deleted.")
+                return
             await self.action_new_chat()
             self.notify("Chat deleted.")
 
@@ -649,9 +763,10 @@ class ChatApp(App):
             return
         from assistant.notes.summarize import summarize
 
-        await self._ensure_chat(text)
-        self.store.add_message(self.chat_id, {"role": "user", "content": text})
-        self.history.append({"role": "user", "content": text})
+        message = {"role": "user", "content": text}
+        if not await self._save_user_message(message):
+            return
+        self.history.append(message)
         view = await self._begin(text)
         self._run_summary(view, self.chat_id, summarize, Path(args[1]).expanduser())
 

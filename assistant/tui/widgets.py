@@ -64,7 +64,7 @@ class ToolCard(Vertical):
     """One tool call: server, tool, arguments, state, duration; the result folded."""
 
     ICONS = {"pending": "?", "running": "…", "ok": "✓", "error": "✗", "denied": "⊘",
-             "skipped": "–"}
+             "skipped": "–", "stopped": "⏹"}
 
     def __init__(self, call) -> None:
         self.header = Static(markup=False, classes="tool-header")
@@ -88,7 +88,7 @@ class ToolCard(Vertical):
         body = call.result or call.error or call.sent
         self.fold.display = bool(body)
         self.result.update(body)
-        self.set_class(call.status in ("error", "denied"), "failed")
+        self.set_class(call.status in ("error", "denied", "stopped"), "failed")
 
 
 class AssistantMessage(Vertical):
@@ -165,6 +165,10 @@ class AssistantMessage(Vertical):
         if note:
             await self.mount(Static(note, markup=False, classes="note"))
 
+    NOTES = {"stopped": "⏹ stopped",
+             "interrupted": "⚠ interrupted: the app closed while this answer was written",
+             "streaming": "… still being written by another window"}
+
     async def show_stored(self, messages: list) -> None:
         """Draw a finished turn from stored messages (resumed chats)."""
         for m in messages:
@@ -185,13 +189,16 @@ class AssistantMessage(Vertical):
                     self.cards[id(card)] = ToolCard(card)
                     await self.mount(self.cards[id(card)])
             elif m.role == "tool":
-                card = next((c for c in reversed(self.cards.values())
-                             if c.call.name == m.name and not c.call.result), None)
+                card = next((c for c in self.cards.values()
+                             if c.call.name == m.name and c.call.status == "sent"), None)
                 if card is not None:
-                    card.call.result, card.call.status = m.content, "ok"
+                    # "complete": a file from before tool outcomes were stored.
+                    status = "ok" if m.status == "complete" else m.status
+                    card.call.result, card.call.status = m.content, status
                     card.show(card.call)
-            if m.status == "stopped":
-                await self.mount(Static("⏹ stopped", classes="note"))
+                continue  # a stopped call shows on its card
+            if m.status in self.NOTES:
+                await self.mount(Static(self.NOTES[m.status], classes="note"))
 
 
 @dataclass
@@ -223,6 +230,7 @@ class Status:
     servers_up: int = 0
     servers_total: int = 0
     busy: str | None = None
+    unsaved: bool = False  # the chat store could not be written: chats live in memory
 
 
 def _short(n: int) -> str:
@@ -241,6 +249,8 @@ class StatusBar(Static):
         if s.context_window:
             parts.append(f"ctx {_short(s.context_used)}/{_short(s.context_window)}"
                          f" cache {_short(s.cached_tokens)}")
+        if s.unsaved:
+            parts.append("UNSAVED")
         parts.append(f"MCP {s.servers_up}/{s.servers_total}")
         self.update("  ".join(parts))
 
