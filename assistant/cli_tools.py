@@ -40,7 +40,7 @@ def add_parser(commands) -> None:
 
 
 def run(args, settings) -> int:
-    from assistant.chat.tooling import configured_servers, start_host
+    from assistant.chat.tooling import configured_servers, server_noise, start_host
     from assistant.mcp.catalog import Catalog
 
     command = args.tools_command
@@ -60,6 +60,8 @@ def run(args, settings) -> int:
         status = {s.config.name: s.status for s in states}  # before close() stops them
         catalog = Catalog(host.tools(), _counter(settings))
         costs = catalog.cost_by_server()
+    for line in server_noise(host):
+        print(f"assistant: {line}", file=sys.stderr)
     if command == "test":
         return _test(states, status)
     if args.json:
@@ -111,7 +113,7 @@ def _test(states, status) -> int:
 
 
 def _call(args, servers) -> int:
-    from assistant.chat.tooling import start_host
+    from assistant.chat.tooling import server_noise, start_host
     from assistant.mcp.audit import AuditLog
 
     try:
@@ -133,6 +135,8 @@ def _call(args, servers) -> int:
             names = ", ".join(t.name for t in state.tools)
             raise UserError(f"{args.server} has no tool {args.tool!r} (it has: {names})")
         result = host.call(args.server, args.tool, arguments, args.timeout)
+    for line in server_noise(host):
+        print(f"assistant: {line}", file=sys.stderr)
     AuditLog().record(server=args.server, tool=args.tool, arguments=arguments,
                       decision="user: tools call", duration_s=result.duration_s,
                       outcome="ok" if result.ok else "error",

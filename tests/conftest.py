@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from processes import adopt_orphans, descendants
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Tests never reach the Hugging Face Hub, whatever the machine's network.
@@ -26,29 +28,20 @@ def fixture_model(tmp_path_factory) -> Path:
     return out
 
 
-def _mcp_children() -> list[str]:
-    """Processes still running one of the MCP servers the tests start."""
-    markers = ("assistant.tools.", "tests/servers/", "mcp-server-time", "env_server.py")
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (proc / "stat").read_text().split(") ")[-1][:1]
-        except OSError:
-            continue
-        if state != "Z" and any(m in cmdline for m in markers):
-            found.append(f"{proc.name}: {cmdline.strip()}")
-    return found
+# Orphans of this run (a server's child left when the server exits) stay in its tree.
+ADOPTING = adopt_orphans()
 
 
 @pytest.fixture(scope="session", autouse=True)
-def no_mcp_server_left_behind():
-    """After the whole suite, no MCP child process may still be running."""
-    before = set(_mcp_children())
+def no_process_left_behind():
+    """After the whole suite, nothing this run started may still be running: an MCP
+    server, what a server started, anything a test forgot. Nothing else on the machine is
+    looked at: another checkout's test run or a user's open app is not ours."""
+    before = {p.pid for p in descendants()} if ADOPTING else set()
     yield
-    if Path("/proc").is_dir():
-        left = [p for p in _mcp_children() if p not in before]
-        assert not left, f"MCP server processes left running: {left}"
+    if ADOPTING:
+        left = [str(p) for p in descendants() if p.pid not in before]
+        assert not left, f"processes left running by this test run: {left}"
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -24,3 +25,17 @@ def time_server() -> ServerConfig:
     """mcp-server-time from PyPI: a server nobody here wrote."""
     command = shutil.which("mcp-server-time") or str(Path(sys.executable).with_name("mcp-server-time"))
     return ServerConfig("time", command=command, args=("--local-timezone", "UTC"))
+
+
+def raw(mode: str, name: str | None = None, *extra: str, timeout: float = 30.0) -> ServerConfig:
+    """A server written without the SDK (tests/servers/raw.py): it starts in a blink."""
+    return ServerConfig(name or mode, command=sys.executable,
+                        args=(str(SERVERS / "raw.py"), mode, *extra), timeout=timeout)
+
+
+def with_child(server: ServerConfig, pid_file: Path) -> ServerConfig:
+    """The server started by a shell that first starts a child of its own (its pid in
+    ``pid_file``), as many launch scripts do."""
+    command = " ".join(shlex.quote(a) for a in (server.command, *server.args))
+    script = f"sleep 999 & echo $! > {shlex.quote(str(pid_file))}; exec {command}"
+    return ServerConfig(server.name, command="sh", args=("-c", script), timeout=server.timeout)

@@ -75,6 +75,35 @@ def test_call_mistakes_are_one_line(app_home, tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and needle in result.stderr
 
 
+def test_a_server_writing_garbage_on_stdout_is_one_line(app_home, tmp_path):
+    write_config(app_home, {"noisy": {"command": sys.executable,
+                                      "args": [str(SERVERS / "misbehaving.py"), "garbage"]}},
+                 f'notes_dir = "{tmp_path / "n"}"\n')
+    result = run("tools", "call", "noisy", "work", '{"text": "z"}')
+    assert (result.returncode, result.stdout.strip()) == (0, "done: z")
+    log = app_home / "logs" / "mcp-noisy.log"
+    assert result.stderr.splitlines() == [
+        f"assistant: MCP server 'noisy' wrote 2,500 lines that are not JSON-RPC (ignored); "
+        f"see its log: {log}"]
+    assert log.read_text().count("this is not JSON") == 2500
+
+
+def test_call_with_invalid_unicode_in_the_arguments(app_home, tmp_path):
+    write_config(app_home, {"echo": {"command": sys.executable,
+                                     "args": [str(SERVERS / "raw.py"), "echo"]}},
+                 f'notes_dir = "{tmp_path / "n"}"\n')
+    # The JSON escape of a lone surrogate, as a user may paste it.
+    result = run("tools", "call", "echo", "work", '{"text": "a\\ud800b"}')
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout) == {"text": "a\ufffdb"}  # what the server received
+    entry = json.loads((app_home / "logs" / "tool-calls.jsonl").read_text(encoding="utf-8"))
+    assert entry["arguments"] == {"text": "a\ufffdb"} and entry["outcome"] == "ok"
+
+    calc = run("tools", "call", "calculator", "calculate", '{"expression": "\\udc80"}', "--json")
+    assert calc.returncode == 1 and "Traceback" not in calc.stderr
+    assert "cannot parse" in json.loads(calc.stdout)["error"]
+
+
 def test_invalid_config_is_reported_with_line_and_column(app_home):
     config = app_home / "config"
     config.mkdir(parents=True)
@@ -116,14 +145,14 @@ def test_approvals_can_be_listed_and_revoked(app_home):
 
 def test_ask_goes_on_when_a_server_fails(app_home, fixture_model, tmp_path):
     write_config(app_home, {
-        "crashy": {"command": sys.executable, "args": [str(SERVERS / "misbehaving.py"), "mute"],
-                   "timeout": 1},
+        "crashy": {"command": sys.executable, "args": ["-c", "raise SystemExit(3)"]},
         "broken": {"command": "definitely-not-installed-xyz"},
         "needs_var": {"command": "x", "env": {"K": "${UNSET_VARIABLE_FOR_TEST}"}},
     }, f'notes_dir = "{tmp_path / "n"}"\n')
     result = run("ask", "--model", str(fixture_model), "--max-tokens", "3", "--json", "hi")
     assert result.returncode == 0, result.stderr
     assert "did not start: command not found" in result.stderr
+    assert "'crashy' did not start: the server exited during the handshake" in result.stderr
     assert "UNSET_VARIABLE_FOR_TEST" in result.stderr
     assert json.loads(result.stdout)["stats"]["prompt_tokens"] > 300  # tools offered
 

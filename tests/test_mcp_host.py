@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from assistant.mcp import host as host_module
 from assistant.mcp.config import ServerConfig
 from assistant.mcp.host import McpHost
-from mcp_helpers import misbehaving, ours, time_server
+from assistant.mcp.stdio import LOG_CAP_BYTES
+from mcp_helpers import misbehaving, ours, raw, time_server, with_child
+from processes import running
 
 
 @pytest.fixture
@@ -61,13 +65,54 @@ def test_server_that_cannot_start_is_skipped(notes, tmp_path):
         assert host.call("notes", "list_notes", {}).ok
 
 
-def test_server_that_never_finishes_the_handshake(notes, tmp_path):
-    started = time.perf_counter()
-    with host_for([misbehaving("mute"), *ours(notes)[:1]], tmp_path, startup_timeout=3) as host:
+def test_server_that_never_finishes_the_handshake(tmp_path):
+    # A short start-up limit only for a server that never starts: no other server here
+    # has to make it within those seconds.
+    with host_for([misbehaving("mute")], tmp_path, startup_timeout=3) as host:
         assert host.servers["mute"].status == "failed"
-        assert "handshake" in host.servers["mute"].error
-        assert host.call("notes", "list_notes", {}).ok
-    assert time.perf_counter() - started < 20
+        assert "did not finish the handshake within 3 s" in host.servers["mute"].error
+        assert not host.call("mute", "work", {}).ok
+
+
+def test_handshake_is_not_bound_by_the_call_timeout(tmp_path):
+    # It takes this server 3 s more than an SDK import to serve; its calls may take 1 s.
+    with host_for([misbehaving("slow", timeout=1)], tmp_path) as host:
+        assert host.servers["slow"].status == "ready", host.servers["slow"].error
+        result = host.call("slow", "work", {})
+        assert not result.ok and "did not answer within 1 s" in result.error
+        assert host.call("slow", "echo", {"text": "still here"}).text == "still here"
+
+
+def test_servers_start_a_few_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(host_module, "START_AT_ONCE", 2)
+    record = tmp_path / "starts.txt"
+    servers = [raw("echo", f"s{i}", str(record)) for i in range(7)]
+    with host_for(servers, tmp_path) as host:
+        assert all(s.status == "ready" for s in host.servers.values())
+    running_now, most = set(), 0
+    for line in record.read_text().splitlines():
+        what, pid = line.split()
+        (running_now.add if what == "start" else running_now.discard)(pid)
+        most = max(most, len(running_now))
+    assert most <= 2  # never more servers in their handshake than allowed
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states in /proc")
+@pytest.mark.parametrize("how", ["exits on stdin EOF", "crashes mid-call", "never exits"])
+def test_a_server_s_own_children_end_with_it(tmp_path, how):
+    # Started as `sh -c "sleep 999 & exec server"`, as launch scripts do.
+    pid_file = tmp_path / "child.pid"
+    server = {"exits on stdin EOF": raw("echo", "s"), "crashes mid-call": misbehaving("crash", "s"),
+              "never exits": misbehaving("hang", "s")}[how]
+    with host_for([with_child(server, pid_file)], tmp_path) as host:
+        assert host.servers["s"].status == "ready", host.servers["s"].error
+        child = int(pid_file.read_text())
+        assert running(child)
+        if how == "crashes mid-call":  # the child holds its stdout open: still seen to end
+            assert "stopped responding" in host.call("s", "work", {}).error
+        if how == "never exits":
+            host.start_call("s", "work", {})  # busy in a call when stdin closes
+    assert not running(child)
 
 
 def test_server_that_crashes_mid_call(notes, tmp_path):
@@ -81,9 +126,7 @@ def test_server_that_crashes_mid_call(notes, tmp_path):
 
 def test_server_that_never_answers_times_out_and_is_cancelled(notes, tmp_path):
     with host_for([misbehaving("hang", timeout=2), *ours(notes)[:1]], tmp_path) as host:
-        started = time.perf_counter()
         result = host.call("hang", "work", {})
-        assert time.perf_counter() - started < 10
         assert not result.ok and "did not answer within 2 s" in result.error
         # The server is still usable for other calls, and so are the others.
         assert host.call("hang", "echo", {"text": "still here"}).text == "still here"
@@ -100,10 +143,15 @@ def test_cancelling_a_call(tmp_path):
 
 
 def test_server_that_floods_stderr(tmp_path):
+    # About 2.4 MB at start-up and again in the call: it goes to the log, not the screen,
+    # and the log stays under its cap while the server runs, with the newest lines kept.
     with host_for([misbehaving("flood")], tmp_path) as host:
         assert host.call("flood", "work", {"text": "x"}).text == "done: x"
         log = host.servers["flood"].log_file
-    assert log.stat().st_size > 4_000_000  # it all went to the log, not the screen
+        older = log.with_name(log.name + ".1")
+        assert 0 < log.stat().st_size <= LOG_CAP_BYTES
+        assert 0 < older.stat().st_size <= LOG_CAP_BYTES
+        assert "noise noise" in log.read_text()
 
 
 def test_server_that_returns_megabytes(tmp_path):
@@ -118,6 +166,31 @@ def test_server_that_writes_garbage_to_stdout(tmp_path):
         result = host.call("garbage", "work", {"text": "y"})
         assert result.ok and result.text == "done: y"
         assert host.call("garbage", "echo", {"text": "ok"}).text == "ok"
+        state = host.servers["garbage"]
+        assert state.bad_lines == 2500  # counted for the user
+        log = state.log_file.read_text()
+    assert log.count("this is not JSON {{{") == 2500
+    assert "Traceback" not in log  # one line each, not the SDK's traceback each
+
+
+def test_invalid_unicode_in_arguments_is_replaced_and_the_server_goes_on(tmp_path):
+    with host_for([raw("echo"), misbehaving("hang", "sdk")], tmp_path) as host:
+        result = host.call("echo", "work", {"text": "a\ud800b", "\udcff": ["\udc80"]})
+        assert result.ok, result.error
+        assert json.loads(result.text) == {"text": "a\ufffdb", "\ufffd": ["\ufffd"]}
+        assert host.call("echo", "work", {"text": "next"}).ok
+        assert host.call("sdk", "echo", {"text": "\ud83d\ude00 \ud800"}).text == "\U0001f600 \ufffd"
+        assert host.call("sdk", "echo", {"text": "next"}).text == "next"
+
+
+@pytest.mark.parametrize("mode, text", [("surrogate", "before \ufffd after"),
+                                        ("bytes", "before \ufffd\ufffd after")])
+def test_invalid_unicode_in_results_is_replaced(tmp_path, mode, text):
+    with host_for([raw(mode)], tmp_path) as host:
+        for _ in range(2):  # and the server is still there
+            result = host.call(mode, "work", {})
+            assert (result.ok, result.text) == (True, text)
+        assert host.servers[mode].bad_lines == 0
 
 
 def test_child_gets_only_its_configured_environment(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from assistant.mcp.audit import audit_file
 from assistant.mcp.config import ServerConfig
 from assistant.mcp.host import McpHost
 from assistant.tokens import counter_for
-from mcp_helpers import misbehaving, ours, time_server
+from mcp_helpers import misbehaving, ours, raw, time_server
 from scripted import Rounds
 
 
@@ -217,3 +217,19 @@ def test_a_server_nobody_here_wrote_through_the_turn(engine, hf_tokenizer, fixtu
                                answers=["once"])
     assert outcome.calls[0].status == "ok"
     assert json.loads(tool_messages(outcome)[0])["timezone"] == "Europe/Paris"
+
+
+def test_invalid_unicode_in_a_call_is_replaced(engine, hf_tokenizer, fixture_model, tmp_path):
+    # The model writes the JSON escape of a lone surrogate; json.loads makes it a str that
+    # no UTF-8 writer takes (the SDK's pipe, the audit log).
+    with McpHost([raw("echo")], log_dir=tmp_path / "logs") as host:
+        outcome, rec, _ = turn(engine, hf_tokenizer, fixture_model, host,
+                               [call("work", text="a\ud800b"), call("work", text="next"),
+                                "Both went through."], answers=["chat"])
+        assert host.servers["echo"].status == "ready"
+    assert [c.status for c in outcome.calls] == ["ok", "ok"]
+    assert json.loads(outcome.calls[0].result) == {"text": "a\ufffdb"}
+    assert json.loads(outcome.calls[1].result) == {"text": "next"}
+    assert outcome.text == "Both went through."
+    entries = [json.loads(line) for line in audit_file().read_text(encoding="utf-8").splitlines()]
+    assert [e["arguments"] for e in entries] == [{"text": "a\ufffdb"}, {"text": "next"}]

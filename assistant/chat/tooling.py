@@ -35,6 +35,13 @@ def make_tools(host: McpHost, servers: list[ServerConfig], counter: TokenCounter
                  decode=counter.decode)
 
 
+def server_noise(host: McpHost) -> list[str]:
+    """One line per server that wrote things on stdout that are not JSON-RPC."""
+    return [f"MCP server {s.config.name!r} wrote {s.bad_lines:,} lines that are not JSON-RPC "
+            f"(ignored); see its log: {s.log_file}"
+            for s in host.servers.values() if s.bad_lines]
+
+
 def server_problems(host: McpHost) -> list[str]:
     """One line per server that did not start, for the user."""
     lines = []

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from assistant.config import paths
+from assistant.text import scrub_data
 
 
 def audit_file() -> Path:
@@ -32,6 +33,9 @@ class AuditLog:
         }
         if error:
             entry["error"] = error
+        # Arguments come from the user or the model and may hold lone surrogates, which a
+        # UTF-8 file cannot; the line is written with them as U+FFFD rather than not at all.
+        line = json.dumps(scrub_data(entry), ensure_ascii=False, default=str)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+        with self.path.open("a", encoding="utf-8", errors="replace") as f:
+            f.write(line + "\n")

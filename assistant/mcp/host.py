@@ -4,14 +4,17 @@ The host runs its own asyncio loop on a thread, so the CLI and the TUI (whose lo
 never wait on a server) use the same blocking calls. Each server has one owner task that
 enters its client context, waits for the stop signal and exits that context itself: the
 SDK's contexts must be left by the task that entered them (python-sdk #79). Servers start
-in parallel; one that fails is reported and skipped while the others work. A server's
-stderr goes to its own log file, never to the screen.
+in parallel, a few at a time; one that fails is reported and skipped while the others work.
+A server's stderr goes to its own log file, never to the screen (see ``stdio``). Text
+crosses this boundary only as valid Unicode: arguments going out and results coming in are
+scrubbed, since one lone surrogate makes the SDK's writer drop the whole connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from concurrent.futures import Future
@@ -21,17 +24,24 @@ from pathlib import Path
 
 import mcp_types as types
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from assistant.mcp.config import ServerConfig
+from assistant.mcp.stdio import ServerIO, ServerLog, about, stdio_transport
+from assistant.text import scrub, scrub_data
 
-STARTUP_TIMEOUT = 20.0
+# A handshake has its own limit, never a server's call timeout: a Python server spends
+# 2-4 s importing the SDK on a loaded 2-core machine, an npx server may first download.
+STARTUP_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 15.0
-LOG_KEEP_BYTES = 5_000_000  # a log past this is started afresh at the next launch
+# Starting a server is mostly CPU (an interpreter importing its SDK): more starts at once
+# than cores only stretch every handshake (33 at once all missed a 20 s limit), so each
+# core takes one at a time; the handshake clock runs from when a server gets its turn.
+START_AT_ONCE = max(2, os.cpu_count() or 2)
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,12 @@ class ServerState:
     log_file: Path | None = None
     client: Client | None = field(default=None, repr=False)
     stop: asyncio.Event | None = field(default=None, repr=False)
+    io: ServerIO | None = field(default=None, repr=False)
+
+    @property
+    def bad_lines(self) -> int:
+        """Lines the server wrote on stdout that are not JSON-RPC (they are in its log)."""
+        return self.io.bad_lines if self.io else 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,7 @@ class McpHost:
         self._thread = threading.Thread(target=self._loop.run_forever, name="mcp-host",
                                          daemon=True)
         self._owners: list[asyncio.Task] = []
+        self._starting: asyncio.Semaphore | None = None
         self._closed = False
 
     # -- synchronous API --------------------------------------------------------------
@@ -132,6 +149,7 @@ class McpHost:
     async def _start_all(self) -> None:
         starting = [s for s in self.servers.values() if s.status == "starting"]
         ready = [asyncio.Event() for _ in starting]
+        self._starting = asyncio.Semaphore(START_AT_ONCE)
         for state, event in zip(starting, ready):
             state.stop = asyncio.Event()
             self._owners.append(asyncio.create_task(self._own(state, event),
@@ -140,18 +158,17 @@ class McpHost:
 
     async def _own(self, state: ServerState, ready: asyncio.Event) -> None:
         config = state.config
-        started = time.perf_counter()
-        # A server's own (shorter) timeout bounds its handshake too.
-        startup_timeout = min(self.startup_timeout, config.timeout)
         try:
             async with AsyncExitStack() as stack:
-                async with asyncio.timeout(startup_timeout):
-                    client = await stack.enter_async_context(
-                        Client(self._transport(state, stack), read_timeout_seconds=config.timeout,
-                               client_info=types.Implementation(name="assistant", version="0.1")))
-                    state.tools = await self._list_tools(client, config.name)
+                async with self._starting:
+                    started = time.perf_counter()
+                    async with asyncio.timeout(self.startup_timeout):
+                        client = await stack.enter_async_context(Client(
+                            self._transport(state, stack), read_timeout_seconds=config.timeout,
+                            client_info=types.Implementation(name="assistant", version="0.1")))
+                        state.tools = await self._list_tools(client, config.name)
+                    state.startup_s = time.perf_counter() - started
                 state.client, state.status = client, "ready"
-                state.startup_s = time.perf_counter() - started
                 ready.set()
                 await state.stop.wait()
                 state.client = None
@@ -159,8 +176,8 @@ class McpHost:
             state.client = None
             if state.status != "stopped":
                 state.status = "failed"
-                state.error = state.error or _describe_start_failure(exc, config,
-                                                                     startup_timeout)
+                state.error = state.error or _describe_start_failure(
+                    exc, config, self.startup_timeout)
         finally:
             ready.set()
 
@@ -170,17 +187,11 @@ class McpHost:
             http = create_mcp_http_client(headers=config.headers or None)
             stack.push_async_callback(http.aclose)
             return streamable_http_client(config.url, http_client=http)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         state.log_file = self.log_dir / f"mcp-{config.name}.log"
-        if state.log_file.exists() and state.log_file.stat().st_size > LOG_KEEP_BYTES:
-            state.log_file.unlink()
-        log = stack.enter_context(state.log_file.open("a", encoding="utf-8"))
-        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {config.command} "
-                  f"{' '.join(config.args)}\n")
-        log.flush()
+        state.io = ServerIO(ServerLog(state.log_file))
         params = StdioServerParameters(command=config.command, args=list(config.args),
                                        env=config.env or None, cwd=config.cwd)
-        return stdio_client(params, errlog=log)
+        return stdio_transport(params, state.io)
 
     @staticmethod
     async def _list_tools(client: Client, server: str) -> list[ToolInfo]:
@@ -211,23 +222,25 @@ class McpHost:
             why = f" ({state.error})" if state and state.error else ""
             status = state.status if state else "unknown"
             return failed(f"server {server!r} is not running: {status}{why}")
+        about(state.io)
         timeout = timeout or state.config.timeout
         try:
-            result = await state.client.call_tool(tool, arguments, read_timeout_seconds=timeout)
+            result = await state.client.call_tool(tool, scrub_data(arguments),
+                                                  read_timeout_seconds=timeout)
         except MCPError as exc:
             if exc.error.code == REQUEST_TIMEOUT:
                 return failed(f"{server}/{tool} did not answer within {timeout:g} s; the call "
                               "was cancelled")
             if exc.error.code == CONNECTION_CLOSED:
                 return failed(self._lost(state))
-            return failed(f"{server}/{tool} failed: {exc.error.message}")
+            return failed(f"{server}/{tool} failed: {scrub(exc.error.message)}")
         except asyncio.CancelledError:
             raise  # the SDK has sent notifications/cancelled
         except Exception as exc:
             if state.client is None or _is_disconnect(exc):
                 return failed(self._lost(state))
-            return failed(f"{server}/{tool} failed: {_first_line(exc)}")
-        text = result_text(result)
+            return failed(f"{server}/{tool} failed: {scrub(_first_line(exc))}")
+        text = scrub(result_text(result))
         if result.is_error:
             return CallResult(text, text or f"{server}/{tool} reported an error",
                               time.perf_counter() - started)

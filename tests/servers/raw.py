@@ -1,0 +1,78 @@
+"""An MCP server written by hand, without the SDK, that says things the SDK cannot.
+
+    python raw.py MODE [RECORD]
+
+It speaks the 2025-11-25 handshake over stdio, starts in a blink (no SDK import) and
+answers ``tools/call`` for one tool, ``work``, according to MODE:
+
+surrogate  the result text holds a lone surrogate as a JSON escape ("\\ud800"), and the
+           server is still there for the next call
+bytes      the result line holds bytes that are not UTF-8
+echo       the result is the arguments as the server received them, as JSON
+
+With RECORD, a file, the server appends "start" when it starts and "ready" when it has
+listed its tools, each with its pid.
+"""
+
+import json
+import os
+import sys
+
+MODE = sys.argv[1]
+RECORD = sys.argv[2] if len(sys.argv) > 2 else None
+VERSION = "2025-11-25"
+WORK = {"name": "work", "description": "Answers in its own way.",
+        "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}}
+
+
+def record(what: str) -> None:
+    if RECORD:
+        with open(RECORD, "a") as f:
+            f.write(f"{what} {os.getpid()}\n")
+
+
+def send(message: dict) -> None:
+    write_line(json.dumps(message).encode())
+
+
+def write_line(data: bytes) -> None:
+    os.write(1, data + b"\n")
+
+
+def result(id_, text: str) -> dict:
+    return {"jsonrpc": "2.0", "id": id_,
+            "result": {"content": [{"type": "text", "text": text}], "isError": False}}
+
+
+def answer(request: dict) -> None:
+    id_, method = request.get("id"), request.get("method")
+    if id_ is None:
+        return  # a notification
+    if method == "initialize":
+        send({"jsonrpc": "2.0", "id": id_, "result": {
+            "protocolVersion": VERSION, "capabilities": {"tools": {}},
+            "serverInfo": {"name": f"raw-{MODE}", "version": "1"}}})
+    elif method == "tools/list":
+        send({"jsonrpc": "2.0", "id": id_, "result": {"tools": [WORK]}})
+        record("ready")
+    elif method == "tools/call":
+        arguments = request["params"].get("arguments") or {}
+        if MODE == "surrogate":
+            # json.dumps writes the lone surrogate as the escape "\ud800".
+            send(result(id_, "before \ud800 after"))
+        elif MODE == "bytes":
+            line = json.dumps(result(id_, "before MARK after")).encode()
+            write_line(line.replace(b"MARK", b"\xff\xfe"))
+        else:
+            send(result(id_, json.dumps(arguments)))
+    else:
+        send({"jsonrpc": "2.0", "id": id_,
+              "error": {"code": -32601, "message": f"method not found: {method}"}})
+
+
+record("start")
+for raw in sys.stdin.buffer:
+    try:
+        answer(json.loads(raw))
+    except ValueError:
+        continue
