@@ -23,7 +23,6 @@ from assistant.mcp.approval import ApprovalRequest, Approvals, Approver
 from assistant.mcp.audit import AuditLog
 from assistant.mcp.catalog import TOOL_SHARE, Catalog
 from assistant.mcp.host import McpHost
-from assistant.text import scrub_data
 
 MAX_ROUNDS = 6
 RESULT_TOKENS = 1500  # a tool result longer than this is cut for the model (head and tail)
@@ -110,10 +109,7 @@ class Turn:
             message = {"role": "assistant", "content": result.text}
             if result.thinking:
                 message["reasoning_content"] = result.thinking
-            # JSON lets the model write a lone surrogate ("\ud800"); as U+FFFD the call can
-            # be sent, logged, stored and templated again.
-            calls = [ToolCall(scrub_data(c.name), scrub_data(c.arguments), c.raw)
-                     for c in result.tool_calls]
+            calls = [ToolCall(c.name, c.arguments, c.raw) for c in result.tool_calls]
             if calls:
                 message["tool_calls"] = [
                     {"type": "function", "function": {"name": c.name, "arguments": c.arguments}}
