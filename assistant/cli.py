@@ -181,7 +181,8 @@ def read_prompt(arg: str | None) -> str:
 
 
 def ask(args, settings) -> int:
-    from assistant.chat.tooling import configured_servers, make_tools, server_problems, start_host
+    from assistant.chat.tooling import (configured_servers, make_tools, server_noise,
+                                        server_problems, start_host)
     from assistant.chat.turn import Turn
     from assistant.engine import ChatCache, Engine, GenerationOptions, resolve_model
     from assistant.prompts import load as load_prompt
@@ -224,6 +225,8 @@ def ask(args, settings) -> int:
             turn.cancel()  # the engine stops at its next token; closing waits for it
             print(file=sys.stderr)
             return EXIT_INTERRUPTED
+        for line in server_noise(host):
+            print(f"assistant: warning: {line}", file=sys.stderr)
 
     if outcome.error:
         print(f"assistant: {outcome.error.error}", file=sys.stderr)

@@ -157,6 +157,18 @@ def test_ask_goes_on_when_a_server_fails(app_home, fixture_model, tmp_path):
     assert json.loads(result.stdout)["stats"]["prompt_tokens"] > 300  # tools offered
 
 
+def test_ask_says_in_one_line_that_a_server_wrote_garbage(app_home, fixture_model, tmp_path):
+    write_config(app_home, {"noisy": {"command": sys.executable,
+                                      "args": [str(SERVERS / "misbehaving.py"), "garbage"]}},
+                 f'notes_dir = "{tmp_path / "n"}"\n')
+    result = run("ask", "--model", str(fixture_model), "--max-tokens", "3", "--json", "hi")
+    assert result.returncode == 0, result.stderr
+    noise = [line for line in result.stderr.splitlines() if "noisy" in line]
+    assert noise == [f"assistant: warning: MCP server 'noisy' wrote 2,000 lines that are not "
+                     f"JSON-RPC (ignored); see its log: {app_home / 'logs' / 'mcp-noisy.log'}"]
+    assert "Traceback" not in result.stderr
+
+
 def test_ask_without_tools(app_home, fixture_model):
     result = run("ask", "--model", str(fixture_model), "--max-tokens", "3", "--json",
                  "--no-tools", "hi")

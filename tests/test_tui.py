@@ -317,3 +317,13 @@ async def test_summarize_runs_the_summarizer_and_shows_markdown(engine, hf_token
         assert "# Digest\n\n- point 2" in shown  # two notes, then the digest
         stored = ChatStore().history(app.chat_id)[-1]
         assert stored["role"] == "assistant" and stored["content"].strip() == shown.strip()
+
+
+async def test_a_server_that_writes_garbage_is_one_notification(engine, hf_tokenizer):
+    app = app_for(engine, Script(hf_tokenizer, "Fine."), servers=[misbehaving("garbage")])
+    async with running(app) as pilot:
+        await until(pilot, lambda: any(n.title == "MCP server noise"
+                                       for n in app._notifications))
+        noise = [n.message for n in app._notifications if "not JSON-RPC" in n.message]
+        assert len(noise) == 1 and "'garbage' wrote 2,000 lines" in noise[0]
+        assert app.host.servers["garbage"].status == "ready"

@@ -215,6 +215,7 @@ class ChatApp(App):
         self._backends_closed = False
         self._owned_engines: list = []
         self._approval: _Approval | None = None
+        self._noise_seen: set[str] = set()
         self._counter: Any = None
 
     # -- layout -----------------------------------------------------------------------
@@ -322,10 +323,21 @@ class ChatApp(App):
             problems = server_problems(self.host)
             up = sum(s.status == "ready" for s in self.host.servers.values())
             self._ui(self._servers_started, up, problems)
+            self._ui(self._show_server_noise)
         except Exception as exc:  # chat goes on without tools
             self._ui(self._servers_started, 0, [f"MCP servers could not start: {exc}"])
         finally:
             self._host_ready.set()
+
+    def _show_server_noise(self) -> None:
+        """One notice per server that wrote non-JSON-RPC output since the last look."""
+        from assistant.chat.tooling import server_noise
+
+        lines = server_noise(self.host) if self.host is not None else []
+        for line in lines:
+            if line not in self._noise_seen:
+                self.notify(line, title="MCP server noise", severity="warning", timeout=10)
+        self._noise_seen.update(lines)
 
     def _servers_started(self, up: int, problems: list[str]) -> None:
         self.status.servers_up = up
@@ -440,6 +452,7 @@ class ChatApp(App):
                 note = "Cut off at the token limit."
             elif outcome.finish_reason == "rounds":
                 note = "Stopped after the tool-call limit for one turn."
+            self._ui(self._show_server_noise)
         except Exception as exc:  # shown in the chat; the app goes on
             note = f"⚠ {type(exc).__name__}: {exc}"
         finally:
