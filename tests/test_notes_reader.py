@@ -259,7 +259,8 @@ def test_proc_is_walked_without_its_links_out():
     result = find_notes([Path("/proc")])
     seen = [*result.notes, *result.skipped]
     assert all(os.path.realpath(note.path).startswith("/proc/") for note in result.notes)
-    assert not [item.display for item in seen if "/cwd/" in item.display or "/root/" in item.display]
+    assert not [item.display for item in seen
+                if "/cwd/" in item.display or "/root/" in item.display]
     cwd = {s.reason for s in result.skipped if s.path.name in ("cwd", "root")}
     assert "symlink to a folder outside the folders given" in cwd
     assert result.stopped in (None, "stopped scanning /proc: more than 20,000 files and folders, "

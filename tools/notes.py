@@ -69,7 +69,8 @@ class NotesRoot:
         if "\x00" in path:
             raise ToolError(f"invalid {what}: contains a NUL character")
         if len(path) > MAX_PATH_CHARS:
-            raise ToolError(f"{what} is too long ({len(path)} characters, at most {MAX_PATH_CHARS})")
+            raise ToolError(f"{what} is too long ({len(path)} characters, at most "
+                            f"{MAX_PATH_CHARS})")
         if scrub(path) != path:
             raise ToolError(f"{what} {scrub(path)!r} is not valid Unicode (it holds a lone "
                             "surrogate, shown as \ufffd); give the name as plain text")
@@ -159,7 +160,8 @@ class NotesRoot:
 
     # -- walking ---------------------------------------------------------------------------------
 
-    def _walk(self, folder: str, left_out: list[str]) -> Iterator[tuple[str, int, str, os.stat_result]]:
+    def _walk(self, folder: str,
+              left_out: list[str]) -> Iterator[tuple[str, int, str, os.stat_result]]:
         """(relative path, dir fd, name, lstat) of each visible regular note file.
 
         A folder's own notes come first, in name order, then its subfolders in name order.
