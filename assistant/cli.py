@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="largest piece of a note per model call (default: what fits)")
     summ.add_argument("--no-cache", action="store_true", help="summarize everything again")
     summ.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    summ.add_argument("-y", "--yes", action="store_true",
+                      help="run without asking, even when the estimate is over two minutes "
+                           "(needed for such a run without a terminal)")
 
     bench = commands.add_parser(
         "bench", help="measure speed against raw mlx-lm",

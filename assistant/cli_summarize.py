@@ -6,9 +6,13 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from assistant.errors import UserError
+from assistant.text import scrub
+
+SKIPPED_SHOWN = 20  # skipped paths listed one per line; the rest are counted by reason
 
 
 def run_summarize(args, settings) -> int:
@@ -20,6 +24,8 @@ def run_summarize(args, settings) -> int:
     paths = [p for p in args.paths if p != "-"]
     scan = find_notes([Path(p) for p in paths],
                       patterns=tuple(args.glob) if args.glob else NOTE_PATTERNS)
+    if scan.stopped:
+        raise UserError(scan.stopped)
     if len(paths) > 1:
         scan = _qualified(scan, paths)
     if "-" in args.paths:
@@ -40,6 +46,10 @@ def run_summarize(args, settings) -> int:
     with Engine(model_path, context_limit=settings.context_limit) as engine:
         engine.wait_loaded()
         summarizer = Summarizer(engine, counter_for(model_path).count, settings, options)
+        estimate = summarizer.estimate(scan.notes)
+        if estimate.large and not _agreed(estimate, args):
+            print("assistant: nothing summarized", file=sys.stderr)
+            return 1
         try:
             run = summarizer.run(scan.notes, scan.skipped, progress.update)
         except SummaryError as exc:
@@ -78,7 +88,7 @@ def _qualified(scan, paths: list[str]):
                 rel = Path(item.path).relative_to(folder)
             except ValueError:
                 continue
-            return replace(item, display=f"{folder.name or folder}/{rel.as_posix()}")
+            return replace(item, display=scrub(f"{folder.name or folder}/{rel.as_posix()}"))
         return item
 
     return type(scan)([qualify(n) for n in scan.notes], [qualify(s) for s in scan.skipped])
@@ -122,12 +132,30 @@ def _write(run, args) -> None:
         raise UserError(f"cannot write {exc.filename or out}: {exc.strerror}") from None
 
 
+def _agreed(estimate, args) -> bool:
+    """A large run goes ahead with --yes, or with a yes typed at the terminal."""
+    if args.yes:
+        if not args.quiet:
+            print(f"assistant: {estimate.describe()}; going ahead (--yes)", file=sys.stderr)
+        return True
+    if not sys.stdin.isatty():
+        raise UserError(f"{estimate.describe()}; pass --yes to run it without a terminal")
+    sys.stderr.write(f"assistant: {estimate.describe()}. Go ahead? [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
 def _print_skipped(skipped) -> None:
     if not skipped:
         return
     print(f"assistant: skipped {len(skipped)}:", file=sys.stderr)
-    for item in skipped:
+    for item in skipped[:SKIPPED_SHOWN]:
         print(f"  {item.display}: {item.reason}", file=sys.stderr)
+    rest = skipped[SKIPPED_SHOWN:]
+    if rest:
+        by_reason = Counter(item.reason for item in rest).most_common()
+        print(f"  ... and {len(rest):,} more: "
+              + ", ".join(f"{n:,} {reason}" for reason, n in by_reason), file=sys.stderr)
 
 
 class _Progress:

@@ -200,7 +200,7 @@ def test_gitignore_in_root_and_subfolder(tmp_path):
     }
 
 
-def test_symlinks_are_followed_once_and_loops_and_broken_ones_reported(tmp_path):
+def test_symlinks_are_followed_once_inside_and_loops_and_broken_ones_reported(tmp_path):
     root = tmp_path / "notes"
     elsewhere = tmp_path / "elsewhere"
     write(root / "a.md", "# A\n")
@@ -217,17 +217,91 @@ def test_symlinks_are_followed_once_and_loops_and_broken_ones_reported(tmp_path)
 
     result = find_notes([root])
 
-    assert displays(result) == ["a.md", "outside/c.md", "sub/b.md"]
-    assert result.notes[1].path == root / "outside" / "c.md"  # as found, not resolved
+    assert displays(result) == ["a.md", "sub/b.md"]
     assert reasons(result) == {
         "alias.md": "same file as a.md",
         "broken.md": "broken symlink",
+        "outside": "symlink to a folder outside the folders given",
         "ping.md": "symlink loop",
         "pong.md": "symlink loop",
         "self.md": "symlink loop",
         "sub-again": "same folder as sub",
         "sub/up": "symlink loop",
     }
+    # Given too, the other folder is inside the scan: the link is followed, once.
+    both = find_notes([root, elsewhere])
+    assert displays(both) == ["a.md", "outside/c.md", "sub/b.md"]
+    assert both.notes[1].path == root / "outside" / "c.md"  # as found, not resolved
+    assert reasons(both)["elsewhere"] == "same folder as outside"
+
+
+def test_symlinked_folders_never_lead_out_of_the_folders_given(tmp_path):
+    root = tmp_path / "notes"
+    write(root / "a.md", "# A\n")
+    (root / "everything").symlink_to("/", target_is_directory=True)
+    (root / "home").symlink_to(tmp_path, target_is_directory=True)  # an ancestor, outside
+    if Path("/proc/self/cwd").exists():
+        (root / "proc").symlink_to("/proc", target_is_directory=True)
+
+    result = find_notes([root])
+
+    assert displays(result) == ["a.md"] and result.stopped is None
+    outside = "symlink to a folder outside the folders given"
+    assert {d: r for d, r in reasons(result).items() if d != "home"} == {
+        "everything": outside, **({"proc": outside} if (root / "proc").exists() else {})}
+    assert reasons(result)["home"] == outside
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs Linux /proc")
+def test_proc_is_walked_without_its_links_out():
+    # /proc/N/cwd and /proc/N/root lead to /: the scan stays in /proc, and stops at its cap
+    # if this machine's /proc is larger than that.
+    result = find_notes([Path("/proc")])
+    seen = [*result.notes, *result.skipped]
+    assert all(os.path.realpath(note.path).startswith("/proc/") for note in result.notes)
+    assert not [item.display for item in seen
+                if "/cwd/" in item.display or "/root/" in item.display]
+    cwd = {s.reason for s in result.skipped if s.path.name in ("cwd", "root")}
+    assert "symlink to a folder outside the folders given" in cwd
+    assert result.stopped in (None, "stopped scanning /proc: more than 20,000 files and folders, "
+                                    "the most one run looks at; summarize a subfolder instead")
+
+
+def test_scan_caps_stop_it_with_a_reason(tmp_path):
+    root = tmp_path / "notes"
+    for i in range(30):
+        write(root / f"sub{i % 3}" / f"n{i:02}.md", f"# Note {i}\n" + "text " * 20)
+    whole = find_notes([root])
+    assert len(whole.notes) == 30 and whole.stopped is None
+
+    few = find_notes([root, tmp_path / "later.md"], max_entries=10)
+    assert len(few.notes) < 10
+    assert few.stopped == (f"stopped scanning {root}: more than 10 files and folders, the most "
+                           "one run looks at; summarize a subfolder instead")
+    assert "later.md" not in reasons(few)  # nothing after the stop is looked at
+
+    small = find_notes([root], max_total_bytes=500)
+    assert len(small.notes) == 4  # 4 notes of 117 bytes fit in 500, the fifth does not
+    assert small.stopped == (f"stopped scanning {root}: more than 500 bytes of notes, the most "
+                             "one run reads; summarize a subfolder, or fewer files with --glob")
+
+
+def test_names_that_are_not_utf8_are_shown_with_a_replacement(tmp_path):
+    root = tmp_path / "notes"
+    root.mkdir()
+    raw = os.path.join(os.fsencode(root), b"caf\xe9.md")
+    with open(raw, "w") as f:
+        f.write("# Caf\u00e9\n")
+    with open(os.path.join(os.fsencode(root), b"\xff.jpg"), "wb") as f:
+        f.write(b"\xff\xd8")
+
+    result = find_notes([root])
+
+    (note,) = result.notes
+    assert note.display == "caf\ufffd.md" and note.text == "# Café\n"
+    assert os.fsencode(note.path) == raw  # the file is still found by its real name
+    assert reasons(result) == {"\ufffd.jpg": "not a note (pattern)"}
+    json.dumps([note.display, *reasons(result)], ensure_ascii=False).encode("utf-8")
 
 
 def test_explicit_files_are_read_whatever_their_name(tmp_path, notes):

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from assistant.config import Settings
 from assistant.notes.reader import find_notes
-from assistant.notes.summarize import SummaryOptions, Summarizer
+from assistant.notes.summarize import LARGE_RUN_SECONDS, SummaryOptions, Summarizer
 from assistant.tokens import counter_for
 from scripted import Rounds
 
@@ -264,3 +267,181 @@ def test_cli_ctrl_c_keeps_finished_notes(fixture_model, tmp_path, app_home):
     done = len(list(cache.glob("*/*.json")))
     assert 1 <= done < 12
     assert b"## note00.md" in out  # what was finished is printed too
+
+
+def test_estimate_counts_the_cache_and_learns_the_speed(
+        engine, hf_tokenizer, fixture_model, notes):
+    wordy = Rounds(hf_tokenizer, lambda n: f"- point {n}:" + " detail" * 30)
+
+    def make():
+        return Summarizer(engine, counter_for(fixture_model).count, Settings(),
+                          SummaryOptions(length="short", logits_processors=[wordy]))
+
+    scan = find_notes([notes])
+    first = make().estimate(scan.notes)
+    assert first.notes == 3 and not first.measured and not first.large
+    assert first.decode_tokens >= 3 * 48 and first.prefill_tokens > sum(
+        counter_for(fixture_model).count(n.text) for n in scan.notes)
+    s = make()
+    s.run(scan.notes)
+    spent = sum(st.generated_tokens for _, st in s.calls)
+    assert spent <= first.decode_tokens  # the estimate is an upper bound on decoding
+
+    again = make().estimate(scan.notes)
+    assert again.measured and (again.notes, again.prefill_tokens, again.decode_tokens) == (0, 0, 0)
+    (notes / "recipe.txt").write_text(RECIPE + "\nServe with lemon.\n")
+    edited = make().estimate(find_notes([notes]).notes)
+    assert edited.notes == 1 and edited.measured and edited.decode_tokens > 0
+    assert edited.decode_tps == again.decode_tps > 0
+
+
+# -- large runs ask first -----------------------------------------------------------
+
+# Each note may take up to 48 tokens to summarize: 200 of them at the assumed 55 tok/s are
+# over the two minutes that make a run large.
+MANY = 200
+
+
+def many_notes(folder: Path) -> Path:
+    folder.mkdir()
+    for i in range(MANY):
+        (folder / f"note{i:03}.md").write_text(f"# Note {i}\n\nCall Ana about the demo.\n")
+    return folder
+
+
+@contextmanager
+def summarizing(fixture_model, folder: Path, *args: str, stdin=subprocess.DEVNULL):
+    """The real command in the background, killed if a failed test leaves it running."""
+    proc = subprocess.Popen([ASSISTANT, "summarize", str(folder), "--model", str(fixture_model),
+                             *args], stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=os.environ.copy())
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def interrupt_after_first_note(proc: subprocess.Popen, cache: Path) -> tuple[bytes, bytes]:
+    deadline = time.monotonic() + 120
+    while not list(cache.glob("*/*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=60)
+
+
+def test_cli_large_run_without_a_terminal_needs_yes(fixture_model, tmp_path, app_home):
+    assert MANY * 48 / 55 > LARGE_RUN_SECONDS
+    folder = many_notes(tmp_path / "many")
+    result = run(str(folder), "--model", str(fixture_model))
+    assert result.returncode == 2, result.stderr
+    err = result.stderr.decode().strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"assistant: {MANY} notes to summarize: about ")
+    assert "to write, up to " in err and "(at 55 tok/s, assumed)" in err
+    assert err.endswith("pass --yes to run it without a terminal")
+    assert result.stdout == b""
+    cache = app_home / "cache" / "summaries"
+    assert not list(cache.glob("*/*.json"))  # nothing ran
+
+    with summarizing(fixture_model, folder, "--yes") as proc:
+        out, err = interrupt_after_first_note(proc, cache)
+    assert proc.returncode == 130, err
+    assert b"going ahead (--yes)" in err and f"of {MANY} notes".encode() in err
+    assert b"## note000.md" in out
+
+
+@contextmanager
+def on_a_terminal(fixture_model, folder: Path, answer: bytes):
+    """A run with a terminal as stdin, given `answer` once it asks; yields it and the question."""
+    master, slave = pty.openpty()
+    try:
+        with summarizing(fixture_model, folder, stdin=slave) as proc:
+            os.close(slave)
+            asked = b""
+            deadline = time.monotonic() + 120
+            while not asked.endswith(b"[y/N] ") and time.monotonic() < deadline:
+                if select.select([proc.stderr], [], [], 1)[0]:
+                    chunk = os.read(proc.stderr.fileno(), 4096)
+                    if not chunk:
+                        break
+                    asked += chunk
+            os.write(master, answer)
+            yield proc, asked
+    finally:
+        os.close(master)
+
+
+def test_cli_large_run_asks_on_a_terminal(fixture_model, tmp_path, app_home):
+    folder = many_notes(tmp_path / "many")
+    cache = app_home / "cache" / "summaries"
+
+    with on_a_terminal(fixture_model, folder, b"\n") as (proc, asked):  # Enter: the default
+        out, err = proc.communicate(timeout=60)
+    assert asked.startswith(f"assistant: {MANY} notes to summarize".encode()), asked
+    assert asked.endswith(b"Go ahead? [y/N] ")
+    assert proc.returncode == 1 and err == b"assistant: nothing summarized\n" and out == b""
+    assert not list(cache.glob("*/*.json"))
+
+    with on_a_terminal(fixture_model, folder, b"y\n") as (proc, asked):
+        out, err = interrupt_after_first_note(proc, cache)
+    assert asked.endswith(b"Go ahead? [y/N] ")
+    assert proc.returncode == 130, err
+    assert b"## note000.md" in out
+
+
+# -- where the scan goes ------------------------------------------------------------
+
+
+def test_cli_symlinks_out_of_the_folder_are_not_followed(fixture_model, tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "meeting.md").write_text(MEETING)
+    (folder / "recipe.txt").write_text(RECIPE)
+    (folder / "root").symlink_to("/", target_is_directory=True)
+    (folder / "home").symlink_to(tmp_path, target_is_directory=True)
+    for i in range(25):
+        (folder / f"photo{i:02}.jpg").write_bytes(b"\xff\xd8")
+    result = run(str(folder), "--model", str(fixture_model), "--format", "json",
+                 "--max-tokens", "8")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert sorted(n["display"] for n in out["notes"]) == ["meeting.md", "recipe.txt"]
+    reasons = {s["path"]: s["reason"] for s in out["skipped"]}
+    assert reasons["root"] == reasons["home"] == "symlink to a folder outside the folders given"
+    assert len(out["skipped"]) == 27  # JSON lists them all; the terminal gets a summary
+    err = result.stderr.decode().splitlines()
+    assert "assistant: skipped 27:" in err
+    assert err[err.index("assistant: skipped 27:") + 21] == (
+        "  ... and 7 more: 6 not a note (pattern), 1 symlink to a folder outside the folders given")
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs Linux /proc")
+def test_cli_proc_ends_with_one_line(fixture_model):
+    result = run("/proc", "--model", str(fixture_model))
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert "Traceback" not in err
+    # /proc holds no notes; on a machine with many processes it is larger than the scan cap.
+    capped = ("assistant: stopped scanning /proc: more than 20,000 files and folders, the most "
+              "one run looks at; summarize a subfolder instead\n")
+    assert err == capped or err.rstrip().endswith("(or --glob for other names)"), err[-500:]
+
+
+def test_cli_damaged_cache_entries_are_redone_or_repaired(fixture_model, notes, app_home):
+    first = run(str(notes), "--model", str(fixture_model), "--max-tokens", "8", "--quiet")
+    assert first.returncode == 0, first.stderr
+    entries = list((app_home / "cache" / "summaries").glob("*/*.json"))
+    assert len(entries) == 4  # three notes and the digest
+    for entry in entries:
+        value = json.loads(entry.read_text())
+        if "summary" in value:  # an escape for half a character, as a hand edit might leave
+            entry.write_text(json.dumps({"summary": "- \ud800 kept", "chunks": "?"}))
+        else:
+            entry.write_text(json.dumps({"digest": 7}))
+    second = run(str(notes), "--model", str(fixture_model), "--max-tokens", "8", "--format", "json")
+    assert second.returncode == 0, second.stderr
+    out = json.loads(second.stdout.decode("utf-8"))
+    assert [n["summary"] for n in out["notes"]] == ["- \ufffd kept"] * 3
+    assert out["stats"]["notes_from_cache"] == 3 and not out["stats"]["digest_from_cache"]

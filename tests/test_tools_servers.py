@@ -397,6 +397,143 @@ def test_notes_follow_symlinks_that_stay_inside(tmp_path):
     assert (root / "real" / "b.md").read_text() == "via link\n"
 
 
+def make_deep(root: Path, levels: int, note: str) -> Path:
+    """root/d/d/.../d (levels deep) with `note` at the bottom, made one level at a time
+    (os.makedirs recurses once per level)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(levels):
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        with os.fdopen(os.open("deep.md", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "w") as f:
+            f.write(note)
+    finally:
+        os.close(fd)
+    return root / "d"
+
+
+def remove_deep(top: Path) -> None:
+    """Remove a chain made by make_deep one level at a time (shutil.rmtree recurses)."""
+    spare = top.with_name("spare")
+    while top.exists():
+        if (top / "d").exists():
+            (top / "d").rename(spare)
+        for entry in top.iterdir():
+            entry.unlink()
+        top.rmdir()
+        if spare.exists():
+            spare.rename(top)
+
+
+@pytest.fixture
+def deep_root(tmp_path):
+    root = tmp_path / "Notes"
+    root.mkdir()
+    yield root
+    remove_deep(root / "d")
+
+
+def test_notes_deep_folders_are_capped_not_fatal(deep_root):
+    root = deep_root
+    (root / "todo.md").write_text("atlas demo\n")
+    make_deep(root, 1200, "atlas at the bottom\n")  # what an earlier, uncapped append made
+    depth = notes_module.MAX_DEPTH
+
+    async def body(client: Client) -> None:
+        listing = ok(await call(client, "list_notes"))
+        assert listing.splitlines()[0] == "1 note in the notes folder:"
+        assert listing.splitlines()[1].startswith("todo.md  (")
+        assert f"more than {depth} folders deep" in listing
+        found = ok(await call(client, "search_notes", query="atlas"))
+        assert found.splitlines()[:2] == ["Matches for 'atlas':", "todo.md:1: atlas demo"]
+        assert f"more than {depth} folders deep" in found
+
+        # The tools themselves never go deeper than the cap.
+        too_deep = "/".join(["e"] * (depth + 1)) + "/x.md"
+        error(await call(client, "append_note", path=too_deep, text="x"),
+              f"{depth + 1} folders deep", f"at most {depth}")
+        error(await call(client, "append_note", path="d/" * 1200 + "x.md", text="x"), "too long")
+        error(await call(client, "read_note", path="d/" * 400 + "deep.md"), "folders deep")
+        error(await call(client, "list_notes", folder="d/" * 100), "folders deep")
+        error(await call(client, "append_note", path="n" * 300 + ".md", text="x"),
+              "longer than 255 bytes")
+        deepest = "/".join(["e"] * depth) + "/x.md"
+        ok(await call(client, "append_note", path=deepest, text="deep but allowed"))
+        assert "deep but allowed" in ok(await call(client, "read_note", path=deepest))
+        assert "e/" * depth + "x.md" in ok(await call(client, "list_notes", folder="e"))
+
+    run_server("notes", "--root", str(root), body=body)
+    assert not (root / "e" / ("e/" * depth)).exists()
+
+
+def test_notes_refuse_hard_links(tmp_path):
+    root = tmp_path / "Notes"
+    root.mkdir()
+    (root / "plain.md").write_text("mine\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.md"
+    secret.write_text(f"{SECRET}\n")
+    os.link(secret, root / "linked.md")  # same file system: a real second name for it
+    before = (secret.read_bytes(), secret.stat().st_mtime_ns)
+
+    async def body(client: Client) -> None:
+        for result in (await call(client, "read_note", path="linked.md"),
+                       await call(client, "append_note", path="linked.md", text="injected")):
+            message = error(result, "linked.md", "2 hard links", "outside the notes folder")
+            assert SECRET not in message
+        listing = ok(await call(client, "list_notes"))
+        assert listing.splitlines()[0] == "1 note in the notes folder:"
+        assert "Left out 1:" in listing and "linked.md has 2 hard links" in listing
+        found = ok(await call(client, "search_notes", query=SECRET[:10]))
+        assert found.startswith("No matches") and SECRET not in found
+        assert "linked.md has 2 hard links" in found
+        ok(await call(client, "append_note", path="plain.md", text="still fine"))
+
+    run_server("notes", "--root", str(root), body=body)
+    assert (secret.read_bytes(), secret.stat().st_mtime_ns) == before
+    assert (root / "plain.md").read_text() == "mine\nstill fine\n"
+
+
+def test_notes_names_that_are_not_utf8_keep_the_server_up(tmp_path):
+    root = tmp_path / "Notes"
+    root.mkdir()
+    # A Latin-1 file name, as an old archive leaves it: undecodable as UTF-8.
+    with open(os.path.join(os.fsencode(root), b"caf\xe9.md"), "w") as f:
+        f.write("atlas in a badly named file\n")
+    (root / "ok.md").write_text("atlas\n")
+
+    async def body(client: Client) -> None:
+        listing = ok(await call(client, "list_notes"))
+        assert "caf\ufffd.md  (" in listing and "not valid UTF-8: rename it" in listing
+        found = ok(await call(client, "search_notes", query="atlas"))
+        assert "caf\ufffd.md:1: atlas in a badly named file" in found
+        error(await call(client, "read_note", path="caf\ufffd.md"), "does not exist")
+        assert ok(await call(client, "read_note", path="ok.md")) == "atlas\n"
+
+    run_server("notes", "--root", str(root), body=body)
+
+
+def test_notes_lone_surrogates_in_arguments(tmp_path):
+    # The SDK's JSON reader refuses lone surrogates on the wire; this is the check behind it,
+    # for any caller that hands the tools a Python string.
+    root = tmp_path / "Notes"
+    root.mkdir()
+    notes = notes_module.NotesRoot(root)
+    for call_ in (lambda: notes.read_note("\ud800.md"),
+                  lambda: notes.append_note("x\udce9.md", "text"),
+                  lambda: notes.list_notes("\udfff")):
+        with pytest.raises(ToolError, match="not valid Unicode") as caught:
+            call_()
+        str(caught.value).encode("utf-8")  # the message itself can be sent
+    message = notes.append_note("inbox.md", "half a pair: \ud83d, then \ud83d\ude00")
+    assert "1 invalid character (lone surrogates) became \ufffd" in message
+    assert (root / "inbox.md").read_text() == "half a pair: \ufffd, then \U0001f600\n"
+    assert sorted(p.name for p in root.iterdir()) == ["inbox.md"]
+
+
 def test_notes_tools_and_annotations(tmp_path):
     async def body(client: Client) -> None:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}

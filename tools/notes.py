@@ -5,7 +5,9 @@ Run: python -m assistant.tools.notes [--root DIR]  (else $ASSISTANT_NOTES_ROOT, 
 No path outside the root is ever read or written. Requests are checked lexically (no absolute
 paths, no "..", no hidden names) and by realpath; files are then opened one component at a time
 from a descriptor on the root with O_NOFOLLOW, so a symlink swapped in after the check is refused
-rather than followed. Listing and search never follow symlinks at all.
+rather than followed. Listing and search never follow symlinks at all. A regular file with more
+than one hard link is never opened: its other name may be outside the root, and no check on
+this side can prove otherwise.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import errno
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +28,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from assistant.text import scrub
+
 NOTE_SUFFIXES = (".md", ".markdown", ".txt")
 READ_CAP = 256 * 1024
 SEARCH_FILE_CAP = 1024 * 1024
@@ -34,6 +38,12 @@ SEARCH_MAX_FILES = 5000
 LINE_CAP = 240
 LIST_CAP = 500
 APPEND_CAP = 64 * 1024
+# Folders below the root that the tools go into. Real notes sit a few levels deep; the cap keeps
+# one approved append from building a tree so deep that walking or opening it breaks.
+MAX_DEPTH = 64
+MAX_PATH_CHARS = 1024
+NAME_MAX_BYTES = 255  # the longest file name Linux and macOS file systems take
+LEFT_OUT_SHOWN = 5
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 # O_NONBLOCK: opening a FIFO named like a note must fail or return at once, never hang the server.
@@ -58,6 +68,12 @@ class NotesRoot:
         """Lexical checks; returns the path's components (empty for the root itself)."""
         if "\x00" in path:
             raise ToolError(f"invalid {what}: contains a NUL character")
+        if len(path) > MAX_PATH_CHARS:
+            raise ToolError(f"{what} is too long ({len(path)} characters, at most "
+                            f"{MAX_PATH_CHARS})")
+        if scrub(path) != path:
+            raise ToolError(f"{what} {scrub(path)!r} is not valid Unicode (it holds a lone "
+                            "surrogate, shown as \ufffd); give the name as plain text")
         if path.startswith(("/", "\\", "~/")) or path == "~" or os.path.isabs(path):
             raise ToolError(f"{what} {path!r} must be relative to the notes folder")
         parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
@@ -65,6 +81,12 @@ class NotesRoot:
             raise ToolError(f"{what} {path!r} must not contain '..'")
         if any(p.startswith(".") for p in parts):
             raise ToolError(f"{what} {path!r} names a hidden file or folder, which is off limits")
+        if any(len(p.encode()) > NAME_MAX_BYTES for p in parts):
+            raise ToolError(f"{what} {path!r} has a name longer than {NAME_MAX_BYTES} bytes")
+        folders = len(parts) - 1 if note else len(parts)
+        if folders > MAX_DEPTH:
+            raise ToolError(f"{what} {path!r} is {folders} folders deep; notes go at most "
+                            f"{MAX_DEPTH} folders deep")
         if note:
             if not parts:
                 raise ToolError(f"{what} is empty: give a note path such as 'ideas.md'")
@@ -115,9 +137,11 @@ class NotesRoot:
             fd = os.open(parts[-1], flags, 0o600, dir_fd=dir_fd)
         finally:
             os.close(dir_fd)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        try:
+            _check_opened(fd, "/".join(parts))
+        except BaseException:
             os.close(fd)
-            raise IsADirectoryError(errno.EISDIR, "not a regular file")
+            raise
         return fd
 
     @staticmethod
@@ -136,48 +160,88 @@ class NotesRoot:
 
     # -- walking ---------------------------------------------------------------------------------
 
-    def _walk(self, folder: str) -> Iterator[tuple[str, int, str, os.stat_result]]:
-        """(relative path, dir fd, name, lstat) of each visible regular note file, sorted."""
+    def _walk(self, folder: str,
+              left_out: list[str]) -> Iterator[tuple[str, int, str, os.stat_result]]:
+        """(relative path, dir fd, name, lstat) of each visible regular note file.
+
+        A folder's own notes come first, in name order, then its subfolders in name order.
+        Notes and folders passed over for a reason the user should know land in ``left_out``.
+        """
         base = self._resolve(folder, what="folder", note=False)
         try:
             top = self._open_dir(base)
         except OSError as exc:
             raise self._os_error(exc, folder) from None
+        # An explicit stack rather than os.fwalk, which recurses once per level and raises
+        # RecursionError on a deep tree. Each folder is opened from its parent's descriptor
+        # with O_NOFOLLOW, so the walk can't be redirected out of the root by a swapped path;
+        # a descriptor (an int on the stack) stays open until everything below it is done,
+        # so at most MAX_DEPTH + 1 are open at once.
+        stack: list = [top, (top, ".", "/".join(base), len(base))]
         try:
-            # fwalk on a descriptor: the walk can't be redirected out of the root by a swapped path.
-            for dirpath, dirnames, filenames, dirfd in os.fwalk(".", dir_fd=top):
-                dirnames[:] = sorted(
-                    d for d in dirnames if not d.startswith(".") and _is_dir_no_follow(d, dirfd)
-                )
-                prefix = os.path.normpath(os.path.join(*base, dirpath)) if base else dirpath
-                for name in sorted(filenames):
-                    if name.startswith(".") or not name.lower().endswith(NOTE_SUFFIXES):
+            while stack:
+                item = stack.pop()
+                if isinstance(item, int):
+                    os.close(item)
+                    continue
+                parent, child, rel, depth = item
+                try:
+                    fd = os.open(child, _DIR_FLAGS, dir_fd=parent)
+                except OSError:
+                    continue  # gone, or swapped for a symlink, since it was listed
+                stack.append(fd)
+                try:
+                    names = sorted(os.listdir(fd))
+                except OSError:
+                    continue
+                folders = []
+                for name in names:
+                    if name.startswith("."):
                         continue
                     try:
-                        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                     except OSError:
                         continue
-                    if stat.S_ISREG(st.st_mode):  # symlinks and FIFOs are skipped here
-                        yield os.path.normpath(os.path.join(prefix, name)), dirfd, name, st
+                    path = f"{rel}/{name}" if rel else name
+                    if stat.S_ISDIR(st.st_mode):
+                        folders.append((name, path))
+                    elif not (stat.S_ISREG(st.st_mode) and name.lower().endswith(NOTE_SUFFIXES)):
+                        continue  # symlinks, FIFOs and files that are not notes
+                    elif st.st_nlink > 1:
+                        left_out.append(f"{_shorten(path)} {_hard_links(st.st_nlink)} (not opened)")
+                    else:
+                        yield path, fd, name, st
+                if folders and depth >= MAX_DEPTH:
+                    left_out.append(f"{_shorten(rel)}: its subfolders are more than "
+                                    f"{MAX_DEPTH} folders deep")
+                    continue
+                for name, path in reversed(folders):  # popped in name order
+                    stack.append((fd, name, path, depth + 1))
         finally:
-            os.close(top)
+            for item in stack:
+                if isinstance(item, int):
+                    os.close(item)
 
     # -- tools ---------------------------------------------------------------------------------
 
     def list_notes(self, folder: str = "") -> str:
-        found = sorted((rel, st.st_size, st.st_mtime) for rel, _fd, _name, st in self._walk(folder))
+        left_out: list[str] = []
+        found = sorted((rel, st.st_size, st.st_mtime)
+                       for rel, _fd, _name, st in self._walk(folder, left_out))
         total = len(found)
         lines = []
         for rel, size, mtime in found[:LIST_CAP]:
             modified = datetime.fromtimestamp(mtime).astimezone().isoformat(timespec="minutes")
-            lines.append(f"{rel}  ({size} bytes, modified {modified})")
+            # Such a name is shown with \ufffd, which no tool can open by.
+            bad = "" if scrub(rel) == rel else "; the name is not valid UTF-8: rename it to use it"
+            lines.append(f"{rel}  ({size} bytes, modified {modified}{bad})")
         where = f"folder {folder!r}" if folder.strip("./") else "the notes folder"
         if not total:
-            return f"No notes in {where}."
+            return "\n".join([f"No notes in {where}.", *_left_out_lines(left_out)])
         head = f"{total} note{'s' if total != 1 else ''} in {where}:"
         if total > len(lines):
             lines.append(f"... and {total - len(lines)} more (list a subfolder to see them)")
-        return "\n".join([head, *lines])
+        return "\n".join([head, *lines, *_left_out_lines(left_out)])
 
     def search_notes(self, query: str, limit: int = 20) -> str:
         needle = query.strip().casefold()
@@ -187,9 +251,10 @@ class NotesRoot:
             raise ToolError("query is too long (at most 200 characters)")
         limit = max(1, min(limit, SEARCH_MAX_LIMIT))
         hits: list[str] = []
+        left_out: list[str] = []
         scanned = 0
         stopped = ""
-        for rel, dirfd, name, _st in self._walk(""):
+        for rel, dirfd, name, _st in self._walk("", left_out):
             if scanned == SEARCH_MAX_FILES:
                 stopped = f"(searched only the first {scanned} notes)"
                 break
@@ -199,6 +264,13 @@ class NotesRoot:
             except OSError:
                 continue
             with os.fdopen(fd, "rb") as f:
+                try:
+                    _check_opened(fd, rel)  # it may have been swapped since it was listed
+                except OSError:
+                    continue
+                except ToolError as exc:
+                    left_out.append(_shorten(str(exc)))
+                    continue
                 text = f.read(SEARCH_FILE_CAP).decode("utf-8", errors="replace")
             for number, line in enumerate(text.splitlines(), start=1):
                 if needle not in line.casefold():
@@ -214,8 +286,10 @@ class NotesRoot:
                 break
         if not hits:
             none = f"No matches for {query!r} in {scanned} notes."
-            return f"{none} {stopped}" if stopped else none
-        return "\n".join(filter(None, [f"Matches for {query!r}:", *hits, stopped]))
+            return "\n".join([f"{none} {stopped}" if stopped else none,
+                              *_left_out_lines(left_out)])
+        return "\n".join(filter(None, [f"Matches for {query!r}:", *hits, stopped,
+                                       *_left_out_lines(left_out)]))
 
     def read_note(self, path: str) -> str:
         parts = self._resolve(path, what="path", note=True)
@@ -243,7 +317,9 @@ class NotesRoot:
 
     def append_note(self, path: str, text: str) -> str:
         parts = self._resolve(path, what="path", note=True)
-        data = text.encode("utf-8")
+        clean = scrub(text)  # lone surrogates can't be written as UTF-8
+        replaced = clean.count("\ufffd") - text.count("\ufffd")
+        data = clean.encode("utf-8")
         if not data:
             raise ToolError("text is empty: nothing to append")
         if len(data) > APPEND_CAP:
@@ -265,14 +341,48 @@ class NotesRoot:
             raise self._os_error(exc, path) from None
         finally:
             os.close(fd)
-        return f"Appended {len(data)} bytes to {'/'.join(parts)} (now {new_size} bytes)."
+        done = f"Appended {len(data)} bytes to {'/'.join(parts)} (now {new_size} bytes)."
+        if replaced:
+            done += (f" {replaced} invalid character{'s' if replaced != 1 else ''} (lone "
+                     "surrogates) became \ufffd.")
+        return done
 
 
-def _is_dir_no_follow(name: str, dirfd: int) -> bool:
+def _check_opened(fd: int, path: str) -> None:
+    """Refuse an opened file that is not a regular file, or that has other names."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "not a regular file")
+    if st.st_nlink > 1:
+        raise ToolError(f"{path!r} {_hard_links(st.st_nlink)}: refusing to open it; replace "
+                        "it with a plain copy (cp) to use it")
+
+
+def _hard_links(count: int) -> str:
+    return f"has {count} hard links, so it may also be a file outside the notes folder"
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= LINE_CAP else "…" + text[-LINE_CAP:]
+
+
+def _left_out_lines(left_out: list[str]) -> list[str]:
+    if not left_out:
+        return []
+    lines = [f"Left out {len(left_out)}:", *(f"  {item}" for item in left_out[:LEFT_OUT_SHOWN])]
+    if len(left_out) > LEFT_OUT_SHOWN:
+        lines.append(f"  ... and {len(left_out) - LEFT_OUT_SHOWN} more")
+    return lines
+
+
+def _answer(tool: Callable[..., str], *args) -> str:
+    """A tool's answer or error as text the wire can carry: a file name that is not valid
+    UTF-8 holds lone surrogates once decoded, and the SDK would fail to send it and end the
+    connection."""
     try:
-        return stat.S_ISDIR(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode)
-    except OSError:
-        return False
+        return scrub(tool(*args))
+    except ToolError as exc:
+        raise ToolError(scrub(str(exc))) from None
 
 
 def build_server(root: Path) -> MCPServer:
@@ -287,7 +397,7 @@ def build_server(root: Path) -> MCPServer:
         folder: Annotated[str, Field(description="subfolder to list; empty for all")] = "",
     ) -> str:
         """List notes (.md, .markdown, .txt) with sizes and modification times."""
-        return notes.list_notes(folder)
+        return _answer(notes.list_notes, folder)
 
     @server.tool(annotations=READ_ONLY, structured_output=False)
     def search_notes(
@@ -295,12 +405,12 @@ def build_server(root: Path) -> MCPServer:
         limit: Annotated[int, Field(description="maximum matching lines")] = 20,
     ) -> str:
         """Search all notes for a text; returns path:line: matching line."""
-        return notes.search_notes(query, limit)
+        return _answer(notes.search_notes, query, limit)
 
     @server.tool(annotations=READ_ONLY, structured_output=False)
     def read_note(path: Annotated[str, Field(description="note path, e.g. 'ideas.md'")]) -> str:
         """Read one note."""
-        return notes.read_note(path)
+        return _answer(notes.read_note, path)
 
     @server.tool(annotations=ADDITIVE, structured_output=False)
     def append_note(
@@ -308,7 +418,7 @@ def build_server(root: Path) -> MCPServer:
         text: Annotated[str, Field(description="text to add at the end")],
     ) -> str:
         """Append text to a note, creating the note and its folders if missing."""
-        return notes.append_note(path, text)
+        return _answer(notes.append_note, path, text)
 
     return server
 

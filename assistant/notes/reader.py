@@ -2,7 +2,9 @@
 
 Nothing here writes: files are opened read-only. A file that cannot be used as a note
 (binary, too big, not a regular file, unreadable, ...) lands in ``ScanResult.skipped``
-with a short human reason instead of stopping the scan.
+with a short human reason instead of stopping the scan. The scan never leaves the folders
+it was given through a symlinked folder, and stops at a cap on what one run looks at
+(``ScanResult.stopped`` says why), so that a path like /proc or ~ can't run it away.
 """
 
 from __future__ import annotations
@@ -17,8 +19,17 @@ from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
+from assistant.text import scrub
+
 NOTE_PATTERNS = ("*.md", "*.markdown", "*.txt")
 MAX_BYTES = 1_000_000
+# Files and folders one scan looks at. A large notes vault holds a few thousand; tens of
+# thousands mean a path that is not a notes folder (a home folder, /proc, node_modules),
+# and stopping early beats walking it for minutes.
+MAX_SCAN_ENTRIES = 20_000
+# Note bytes one scan reads. Every note is held in memory until the run ends, and 200 MB of
+# text is weeks of model time at any speed this model reaches.
+MAX_SCAN_BYTES = 200_000_000
 
 _SNIFF = 8192  # bytes looked at to decide "binary", as git and grep do
 _CONTROL_RATIO = 0.10  # real text has next to no control characters besides \t \n \r \f \v ESC
@@ -60,6 +71,7 @@ class Skipped:
 class ScanResult:
     notes: list[Note] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    stopped: str | None = None  # the cap that ended the scan early, said for the user
 
 
 class _NotRegular(Exception):
@@ -71,29 +83,44 @@ def find_notes(
     *,
     patterns: tuple[str, ...] = NOTE_PATTERNS,
     max_bytes: int = MAX_BYTES,
+    max_entries: int = MAX_SCAN_ENTRIES,
+    max_total_bytes: int = MAX_SCAN_BYTES,
 ) -> ScanResult:
     """Read every note under ``paths``, in argument order, each folder in sorted order.
 
     Files named explicitly are read whatever their name; folders are walked recursively,
     keeping files that match ``patterns`` (case-insensitively), skipping hidden entries
     and whatever the folders' ``.gitignore`` files exclude. Symlinks are followed when
-    they resolve; no real folder or file is read twice.
+    they resolve, except a symlinked folder whose target lies outside every folder in
+    ``paths``; no real folder or file is read twice. More than ``max_entries`` files and
+    folders looked at, or ``max_total_bytes`` of notes read, stops the scan.
     """
-    scanner = _Scanner(tuple(p.lower() for p in patterns), max_bytes)
+    paths = [Path(p) for p in paths]
+    roots = [_realpath(p) for p in paths if os.path.isdir(p)]
+    scanner = _Scanner(tuple(p.lower() for p in patterns), max_bytes, roots,
+                       max_entries, max_total_bytes)
     for arg in paths:
-        scanner.add(Path(arg))
+        if scanner.result.stopped:
+            break
+        scanner.add(arg)
     return scanner.result
 
 
 class _Scanner:
-    def __init__(self, patterns: tuple[str, ...], max_bytes: int):
+    def __init__(self, patterns: tuple[str, ...], max_bytes: int, roots: list[str],
+                 max_entries: int, max_total_bytes: int):
         self.patterns = patterns
         self.max_bytes = max_bytes
+        self.roots = roots
+        self.max_entries, self.max_total_bytes = max_entries, max_total_bytes
+        self.entries = self.total_bytes = 0
+        self.arg = ""
         self.result = ScanResult()
         self.dirs: dict[str, str] = {}  # real path -> display, for folders already walked
         self.files: dict[str, str] = {}  # real path -> display, for files already read
 
     def add(self, arg: Path) -> None:
+        self.arg = str(arg)
         label = arg.name or str(arg)
         st = self._stat(arg, str(arg))
         if st is None:
@@ -104,7 +131,11 @@ class _Scanner:
             self._read(arg, label, st)
 
     def _skip(self, path: Path, display: str, reason: str) -> None:
-        self.result.skipped.append(Skipped(path, reason, display))
+        # Displays are for people and prompts: a name that is not UTF-8 is shown with U+FFFD.
+        self.result.skipped.append(Skipped(path, scrub(reason), scrub(display)))
+
+    def _stop(self, why: str) -> None:
+        self.result.stopped = scrub(f"stopped scanning {self.arg}: {why}")
 
     def _stat(self, path: Path, display: str) -> os.stat_result | None:
         """stat() following symlinks; on failure record why and return None."""
@@ -128,12 +159,20 @@ class _Scanner:
         """Depth-first in sorted order, with an explicit stack: deep trees cannot overflow."""
         stack: list[tuple[Path, str, tuple, frozenset]] = []
         self._enter(root, "", label, (), frozenset(), stack)
-        while stack:
+        while stack and not self.result.stopped:
             self._visit(*stack.pop(), stack)
 
     def _enter(self, folder, prefix, label, ignores, ancestors, stack) -> None:
-        """Queue a folder's entries, unless its real folder is an ancestor or already done."""
-        real = os.path.realpath(folder)
+        """Queue a folder's entries, unless its real folder is an ancestor or already done,
+        or lies outside the folders given (through a symlink: /proc/N/cwd leads to /)."""
+        try:
+            real = os.path.realpath(folder)
+        except OSError as e:  # a link on the way that can't be read, as /proc/1/cwd
+            self._skip(folder, label, _unreadable(e))
+            return
+        if not any(os.path.commonpath([root, real]) == root for root in self.roots):
+            self._skip(folder, label, "symlink to a folder outside the folders given")
+            return
         if real in ancestors:
             self._skip(folder, label, "symlink loop")
             return
@@ -156,6 +195,11 @@ class _Scanner:
             stack.append((folder / name, _join(prefix, name), ignores, ancestors))
 
     def _visit(self, path: Path, display: str, ignores, ancestors, stack) -> None:
+        self.entries += 1
+        if self.entries > self.max_entries:
+            self._stop(f"more than {self.max_entries:,} files and folders, the most one run "
+                       "looks at; summarize a subfolder instead")
+            return
         if path.name.startswith("."):
             # A hidden folder is reported once, never its contents; .gitignore is settings.
             if path.name != ".gitignore":
@@ -192,7 +236,11 @@ class _Scanner:
         if not stat.S_ISREG(st.st_mode):
             self._skip(path, display, "not a regular file")
             return
-        real = os.path.realpath(path)
+        try:
+            real = os.path.realpath(path)
+        except OSError as e:
+            self._skip(path, display, _unreadable(e))
+            return
         if real in self.files:
             self._skip(path, display, f"same file as {self.files[real]}")
             return
@@ -211,6 +259,11 @@ class _Scanner:
             self._skip(path, display, _too_big(len(raw), self.max_bytes))
             return
         self.files[real] = display
+        self.total_bytes += len(raw)
+        if self.total_bytes > self.max_total_bytes:
+            self._stop(f"more than {_human(self.max_total_bytes)} of notes, the most one run "
+                       "reads; summarize a subfolder, or fewer files with --glob")
+            return
         if looks_binary(raw):
             self._skip(path, display, "binary file")
             return
@@ -219,7 +272,7 @@ class _Scanner:
             self._skip(path, display, "empty")
             return
         digest = hashlib.sha256(raw).hexdigest()
-        self.result.notes.append(Note(path, display, text, len(raw), digest, warning))
+        self.result.notes.append(Note(path, scrub(display), text, len(raw), digest, warning))
 
 
 def _read_bytes(path: Path, limit: int) -> bytes:
@@ -302,6 +355,13 @@ def _ignored(path: Path, is_dir: bool, ignores) -> bool:
         if verdict is not None:
             return verdict
     return False
+
+
+def _realpath(path) -> str:
+    try:
+        return os.path.realpath(path)
+    except OSError:  # a link on the way can't be read: its folder is reported when walked
+        return os.path.abspath(path)
 
 
 def _join(prefix: str, name: str) -> str:

@@ -4,12 +4,16 @@ Every chunk is summarized under the same system prompt, and the calls share one 
 cache, so that instruction prefix is prefilled once rather than per chunk. Results are
 cached by note content, model, prompt text and options: a re-run over unchanged notes
 costs no model tokens, and an edited note costs only itself and the digest.
+
+Before a run, ``Summarizer.estimate`` says what it will cost (tokens and time, from the
+speed this model measured on an earlier run), so that a front end can ask first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +26,7 @@ from assistant.engine import ChatCache, Engine, GenerationOptions, TurnStats
 from assistant.notes.chunking import chunk_markdown
 from assistant.notes.reader import NOTE_PATTERNS, Note, Skipped, find_notes
 from assistant.prompts import load as load_prompt
+from assistant.text import scrub
 
 # What each length asks for, and the most tokens one summary may take.
 LENGTHS = {
@@ -31,6 +36,16 @@ LENGTHS = {
 }
 PROMPT_OVERHEAD = 64  # template tokens around a chunk, plus the file name
 MIN_SUMMARY_TOKENS = 48  # a summary may take up to half its text's tokens, but at least this
+
+# A run estimated to take longer than this is asked about first: two minutes is about as
+# long as someone waits at a terminal without deciding to do something else meanwhile.
+LARGE_RUN_SECONDS = 120
+# Speeds assumed until a run of the model has measured its own: the decode speed the app is
+# built to reach at least on Apple Silicon, and a prefill speed well below what a 0.6B model
+# reaches there. A run records what it measured, and later estimates use that instead.
+ASSUMED_DECODE_TPS = 55.0
+ASSUMED_PREFILL_TPS = 500.0
+MIN_MEASURED_TOKENS = 32  # fewer decoded tokens than this say too little about the speed
 
 
 class SummaryError(Exception):
@@ -121,18 +136,84 @@ class SummaryCache:
     def __init__(self, root: Path | None = None):
         self.root = root or paths().cache_dir / "summaries"
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str, *fields: str) -> dict | None:
+        """The entry, if it holds each of ``fields`` as text; a damaged one counts as none."""
+        value = self._load(self.root / key[:2] / f"{key}.json")
+        if not isinstance(value, dict) or not all(isinstance(value.get(f), str) for f in fields):
+            return None
+        # A "\ud800" escape in the file would not survive being written out again.
+        return {f: scrub(value[f]) for f in fields} | {
+            k: v for k, v in value.items() if k not in fields}
+
+    def put(self, key: str, value: dict) -> None:
+        self._store(self.root / key[:2], f"{key}.json", value)
+
+    def speed(self, model: str) -> tuple[float, float] | None:
+        """(prefill, decode) tokens per second that the last run of ``model`` measured."""
+        entry = self._load(self.root / "speed.json")
+        entry = entry.get(model) if isinstance(entry, dict) else None
         try:
-            return json.loads((self.root / key[:2] / f"{key}.json").read_text(encoding="utf-8"))
+            prefill, decode = float(entry["prefill_tps"]), float(entry["decode_tps"])
+        except (TypeError, KeyError, ValueError):
+            return None
+        ok = all(math.isfinite(v) and v > 0 for v in (prefill, decode))
+        return (prefill, decode) if ok else None
+
+    def record_speed(self, model: str, prefill_tps: float, decode_tps: float) -> None:
+        speeds = self._load(self.root / "speed.json")
+        speeds = speeds if isinstance(speeds, dict) else {}
+        speeds[model] = {"prefill_tps": round(prefill_tps, 1), "decode_tps": round(decode_tps, 1)}
+        self._store(self.root, "speed.json", speeds)
+
+    @staticmethod
+    def _load(path: Path):
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
 
-    def put(self, key: str, value: dict) -> None:
-        folder = self.root / key[:2]
+    @staticmethod
+    def _store(folder: Path, name: str, value) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"{key}.tmp"
+        tmp = folder / f"{name}.tmp"
         tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(folder / f"{key}.json")
+        tmp.replace(folder / name)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a run will cost, before it starts. Decode is an upper bound: every summary as
+    long as it may be; prefill counts each note once, plus the prompts around it."""
+
+    notes: int  # notes to summarize (the rest come from the cache)
+    prefill_tokens: int
+    decode_tokens: int
+    prefill_tps: float
+    decode_tps: float
+    measured: bool  # speeds from an earlier run of this model, not assumed
+
+    @property
+    def seconds(self) -> float:
+        return self.prefill_tokens / self.prefill_tps + self.decode_tokens / self.decode_tps
+
+    @property
+    def large(self) -> bool:
+        return self.seconds > LARGE_RUN_SECONDS
+
+    def describe(self) -> str:
+        speed = f"{self.decode_tps:.0f} tok/s" + ("" if self.measured else ", assumed")
+        return (f"{self.notes:,} note{'s' if self.notes != 1 else ''} to summarize: about "
+                f"{self.prefill_tokens:,} tokens to read and up to {self.decode_tokens:,} to "
+                f"write, up to {_duration(self.seconds)} (at {speed})")
+
+
+def _duration(seconds: float) -> str:
+    minutes = math.ceil(seconds / 60)
+    if seconds < 60:
+        return f"{math.ceil(seconds)} s"
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 Progress = Callable[[int, int, float, str], None]  # done, total, model tok/s, current note
@@ -164,6 +245,8 @@ class Summarizer:
         config = model / "config.json"
         self._model_id = [str(model.resolve()), hashlib.sha256(
             config.read_bytes() if config.is_file() else b"").hexdigest()]
+        self._model_key = hashlib.sha256(json.dumps(self._model_id).encode()).hexdigest()
+        self._counts: dict[str, int] = {}  # note sha256 -> tokens, counted once per run
 
     # -- identity of a result -------------------------------------------------------
 
@@ -178,6 +261,60 @@ class Summarizer:
         parts = [kind, *self._model_id, *prompts, self.options.length, self.options.thinking,
                  self.max_tokens, self.budget, content]
         return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+    def _note_tokens(self, note: Note) -> int:
+        if note.sha256 not in self._counts:
+            self._counts[note.sha256] = self.count(note.text)
+        return self._counts[note.sha256]
+
+    # -- the cost, before the run ------------------------------------------------------
+
+    def estimate(self, notes: list[Note]) -> Estimate:
+        """Tokens and time the run over ``notes`` will take, counting what the cache holds
+        as free; speeds as this model measured them last, else the assumed ones."""
+        cache = self.cache if self.options.use_cache else None
+        prefill = decode = calls = todo = summaries = 0
+        for note in notes:
+            if cache and cache.get(self._key("note", note.sha256), "summary"):
+                summaries += self.max_tokens
+                continue
+            todo += 1
+            tokens = self._note_tokens(note)
+            chunks = max(1, math.ceil(tokens / self.budget))
+            each = max(MIN_SUMMARY_TOKENS, min(self.max_tokens, tokens // chunks // 2))
+            prefill += tokens + chunks * PROMPT_OVERHEAD
+            decode += chunks * each
+            calls += chunks
+            if chunks > 1:  # the merge reads the parts and writes one summary
+                prefill += chunks * each + PROMPT_OVERHEAD
+                decode += self.max_tokens
+                calls += 1
+            summaries += min(each, self.max_tokens)
+        if notes and not (cache and cache.get(self._digest_key(notes), "digest")):
+            prefill += summaries + len(notes) * 8 + PROMPT_OVERHEAD
+            decode += 2 * self.max_tokens
+            calls += 1
+        if calls:
+            prefill += sum(self.count(p) for p in self.prompts.values())  # prefilled once each
+        if self.options.thinking:
+            decode += calls * self.settings.thinking_budget
+        measured = self.cache.speed(self._model_key)
+        prefill_tps, decode_tps = measured or (ASSUMED_PREFILL_TPS, ASSUMED_DECODE_TPS)
+        return Estimate(todo, prefill, decode, prefill_tps, decode_tps, measured is not None)
+
+    def _record_speed(self) -> None:
+        """Keep this run's measured speeds for the next estimate."""
+        stats = [st for _, st in self.calls]
+        decoded = sum(st.generated_tokens for st in stats if st.decode_tps > 0)
+        prefilled = sum(st.prefilled_tokens for st in stats if st.prompt_tps > 0)
+        if decoded < MIN_MEASURED_TOKENS or not prefilled:
+            return
+        decode_s = sum(st.generated_tokens / st.decode_tps for st in stats if st.decode_tps > 0)
+        prefill_s = sum(st.prefilled_tokens / st.prompt_tps for st in stats if st.prompt_tps > 0)
+        try:
+            self.cache.record_speed(self._model_key, prefilled / prefill_s, decoded / decode_s)
+        except OSError:
+            pass  # only the next estimate is less exact
 
     # -- the run --------------------------------------------------------------------
 
@@ -199,6 +336,8 @@ class Summarizer:
                 self._generation.cancel()
                 self._generation.result()  # let the engine stop before we go on
             run.interrupted = True
+        finally:
+            self._record_speed()
         return run
 
     def cancel(self) -> None:
@@ -207,12 +346,13 @@ class Summarizer:
             self._generation.cancel()
 
     def summarize_note(self, note: Note) -> NoteSummary:
-        tokens = self.count(note.text)
+        tokens = self._note_tokens(note)
         key = self._key("note", note.sha256)
-        cached = self.cache.get(key) if self.options.use_cache else None
+        cached = self.cache.get(key, "summary") if self.options.use_cache else None
         if cached is not None:
+            chunks = cached.get("chunks")
             return NoteSummary(note.display, str(note.path), note.sha256, cached["summary"],
-                               tokens, cached["chunks"], from_cache=True,
+                               tokens, chunks if isinstance(chunks, int) else 1, from_cache=True,
                                warning=note.encoding_warning)
         result = NoteSummary(note.display, str(note.path), note.sha256, "", tokens, 0,
                              warning=note.encoding_warning)
@@ -231,8 +371,8 @@ class Summarizer:
 
     def _digest(self, run: SummaryRun) -> None:
         sections = [f"### {n.display}\n{n.summary.strip()}" for n in run.notes]
-        key = self._key("digest", "\n\n".join(f"{n.display}\n{n.sha256}" for n in run.notes))
-        cached = self.cache.get(key) if self.options.use_cache else None
+        key = self._digest_key(run.notes)
+        cached = self.cache.get(key, "digest") if self.options.use_cache else None
         if cached is not None:
             run.digest, run.digest_from_cache = cached["digest"], True
             return
@@ -240,6 +380,9 @@ class Summarizer:
         run.digest = self._reduce("digest", sections, spent)
         run.digest_prefill_tokens, run.digest_decode_tokens = spent.prefill_tokens, spent.decode_tokens
         self.cache.put(key, {"digest": run.digest})
+
+    def _digest_key(self, notes: Sequence[Note | NoteSummary]) -> str:
+        return self._key("digest", "\n\n".join(f"{n.display}\n{n.sha256}" for n in notes))
 
     def _reduce(self, kind: str, parts: list[str], spent: NoteSummary) -> str:
         """One call if the parts fit the window; otherwise in groups, then over the groups."""
@@ -311,6 +454,8 @@ def summarize(engine: Engine, note_paths: list[Path], *, count: Callable[[str], 
               cancel: threading.Event | None = None) -> SummaryRun:
     """Find the notes under ``note_paths`` and summarize them (for the TUI's /summarize)."""
     scan = find_notes(list(note_paths), patterns=options.patterns)
+    if scan.stopped:
+        raise UserError(scan.stopped)
     summarizer = Summarizer(engine, count, settings, options)
     if cancel is not None:
         summarizer.cancel_event = cancel
