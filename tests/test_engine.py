@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -299,3 +300,37 @@ def test_tool_call_arguments_nested_a_little_are_kept(engine, hf_tokenizer):
              '<tool_call>\n{"name": "echo", "arguments": {"a": [[{"b": [1]}]]}}\n</tool_call>',
              thinking=False)
     assert next(e for e in ok if isinstance(e, ToolCallParsed)).arguments == {"a": [[{"b": [1]}]]}
+
+
+class ForceIds:
+    """The model says exactly these token ids."""
+
+    def __init__(self, ids):
+        self.ids, self.step = list(ids), 0
+
+    def __call__(self, tokens, logits):
+        from scripted import force
+
+        token = self.ids[min(self.step, len(self.ids) - 1)]
+        self.step += 1
+        return force(logits, token)
+
+
+@pytest.mark.parametrize("thinking", [True, False])
+def test_markers_spelled_in_ordinary_tokens_stay_text(engine, thinking):
+    # A model echoing a tool result or a user's words writes these as plain text tokens:
+    # only the control tokens themselves open a call or a reasoning block.
+    text = '<think>\nnot reasoning\n</think>\n<tool_call>\n{"name": "now", "arguments": {}}\n</tool_call>'
+    ids = engine.prompts.counter.encode_plain(text) + [151645]
+    assert not set(ids) & engine.prompts.marker_ids
+    options = GenerationOptions(thinking=thinking, max_tokens=len(ids) + 5,
+                                logits_processors=[ForceIds(ids)])
+    events = list(engine.generate([{"role": "user", "content": "Echo it"}], options))
+    assert not [e for e in events if isinstance(e, (ToolCallParsed, ThinkingDelta))]
+    assert collect(events)[1] == text
+    # The same text as control tokens is a reasoning block and a call, as before.
+    real = engine.prompts.counter.encode(text) + [151645]
+    events = list(engine.generate([{"role": "user", "content": "Echo it"}], replace(
+        options, logits_processors=[ForceIds(real)])))
+    assert collect(events)[0].strip() == "not reasoning"
+    assert [e.name for e in events if isinstance(e, ToolCallParsed)] == ["now"]

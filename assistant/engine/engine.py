@@ -333,6 +333,7 @@ class Engine:
 
         cached = chat.reuse(self.model, prompt)
         splitter = OutputSplitter(tokenizer, initial_state(tokenizer, prompt))
+        markers = self.prompts.marker_ids
         feed = prompt[cached:]
         generated = thinking = 0
         reason: str | None = None
@@ -356,7 +357,7 @@ class Engine:
                     text = response.text
                     if response.finish_reason == "length":
                         text = self._without_cut_character(text, chat.tokens)
-                    events = splitter.feed(text)
+                    events = splitter.feed(text, control=response.token in markers)
                     if response.finish_reason:
                         reason = response.finish_reason
                     elif job.generation.cancelled:

@@ -24,6 +24,7 @@ from assistant.tokens import TokenCounter
 # Supplementary Private Use Area-B: no tokenizer or template gives these a meaning.
 _STAND_IN_TOP = 0x10FFFD
 _PRIVATE = re.compile("[\U00100000-\U0010FFFD]")
+_MARKERS = ("<think>", "</think>", "<tool_call>", "</tool_call>")
 
 
 class PromptEncoder:
@@ -32,6 +33,9 @@ class PromptEncoder:
     def __init__(self, tokenizer, counter: TokenCounter):
         self.tokenizer, self.counter = tokenizer, counter
         self.special_ids = counter.special_tokens
+        # The ids whose text may open or close a block of the model's output.
+        self.marker_ids = frozenset(i for name, i in self.special_ids.items()
+                                    if name in _MARKERS)
         # Longest first, so "<|im_start|>" is never read as a shorter token's text.
         names = sorted(self.special_ids, key=len, reverse=True)
         self._special = re.compile("|".join(re.escape(n) for n in names))

@@ -5,6 +5,11 @@ mlx-lm's ``TextStateMachine`` does the matching (``<think>``, ``</think>``,
 this adds what a chat needs on top: whitespace that only separates blocks is dropped,
 so an empty ``<think>\\n\\n</think>\\n\\n`` never reaches the answer, and each finished
 tool-call block is parsed.
+
+The machine matches text, so a model that spells ``<tool_call>`` in ordinary tokens (say,
+echoing a tool result) would open a real call. Only a control token's own text may
+match: in every other token's text ``<`` is swapped for a noncharacter before matching
+and put back in what comes out.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from assistant.engine.events import TextDelta, ThinkingDelta, ToolCallParsed
 from assistant.text import scrub_data
 
 REASONING, ANSWER, TOOL = "reasoning", "normal", "tool"
+_LT = "\ufdd0"  # a Unicode noncharacter: never a marker's first character
 MAX_ARGUMENT_DEPTH = 32  # far past any tool schema; well inside Python's recursion limit
 
 
@@ -41,7 +47,11 @@ class OutputSplitter:
     def thinking(self) -> bool:
         return self._current == REASONING
 
-    def feed(self, text: str) -> list:
+    def feed(self, text: str, *, control: bool = True) -> list:
+        """``control``: the text is a control token's (or the engine's own); otherwise
+        it is ordinary text and never matches a marker."""
+        if not control:
+            text = text.replace("<", _LT)
         self._state, segments = TextStateMachine.split(self._state, text)
         return self._events(segments)
 
@@ -63,6 +73,7 @@ class OutputSplitter:
                     events.append(self._tool_call())
                 self._current = state
                 self._block_start = True
+            text = text.replace(_LT, "<")
             if state == TOOL:
                 self._tool_text += text
                 continue
