@@ -364,3 +364,65 @@ def test_lone_surrogates_are_stored_as_replacement_characters():
                                                "arguments": {"k\ufffd": "v\ufffd"}}
     assert (partial.position, partial.content, partial.reasoning) == (at, "p\ufffd", "q\ufffd")
     assert store.chat(chat).title == "renamed \ufffd" and store.chat(chat).model == "m\ufffd"
+
+
+OLD_SCHEMA = """
+CREATE TABLE chats (id INTEGER PRIMARY KEY, title TEXT NOT NULL, created REAL NOT NULL,
+    updated REAL NOT NULL, model TEXT NOT NULL DEFAULT '', thinking INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE messages (chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL DEFAULT '',
+    reasoning TEXT, tool_calls TEXT, name TEXT, status TEXT NOT NULL DEFAULT 'complete',
+    stats TEXT, created REAL NOT NULL, PRIMARY KEY (chat_id, position));
+INSERT INTO chats VALUES (1, 'Before', 0, 0, '', 1);
+INSERT INTO messages (chat_id, position, role, content, created) VALUES (1, 0, 'user', 'hi', 0);
+"""
+
+
+def test_processes_opening_an_older_file_at_once_update_it_and_move_nothing():
+    path = store_file()
+    path.parent.mkdir(parents=True)
+    for round_ in range(3):
+        (path.parent / "chats.db").unlink(missing_ok=True)
+        db = sqlite3.connect(path)
+        db.executescript(OLD_SCHEMA)
+        db.close()
+        code = ("import sys\nfrom assistant.chat.store import ChatStore\n"
+                "sys.stdin.readline()\nstore = ChatStore(timeout=60)\n"
+                "print(store.moved_aside, store.unsaved, len(store.messages(1)))\n")
+        openers = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                   for _ in range(4)]
+        for opener in openers:  # all imported and waiting: then they open at once
+            opener.stdin.write("go\n")
+            opener.stdin.flush()
+        results = [opener.communicate(timeout=300) for opener in openers]
+        assert [out.split() for out, _ in results] == [["None", "None", "1"]] * 4, results
+        assert sorted(p.name for p in path.parent.iterdir() if "damaged" in p.name) == []
+
+
+def test_only_corruption_counts_as_damage():
+    from assistant.chat.store import _kind
+
+    not_a_db = sqlite3.DatabaseError("file is not a database")
+    not_a_db.sqlite_errorcode = 26
+    assert _kind(not_a_db) == "damaged"
+    for message in ("duplicate column name: writer", "FOREIGN KEY constraint failed",
+                    "Cannot operate on a closed database."):
+        assert _kind(sqlite3.OperationalError(message)) != "damaged", message
+
+
+def test_a_store_in_a_folder_named_with_uri_characters_reads_when_read_only(open_home):
+    folder = open_home / "odd?name#100%"
+    store = ChatStore(folder / "chats.db")
+    chat = store.create_chat("Kept")
+    store.add_message(chat, {"role": "user", "content": "hello"})
+    store.close()
+    (folder / "chats.db").chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        with unprivileged():
+            copy = ChatStore(folder / "chats.db")
+            assert copy.unsaved and [m.content for m in copy.messages(chat)] == ["hello"]
+            copy.close()
+    finally:
+        folder.chmod(0o755)

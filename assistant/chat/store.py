@@ -96,7 +96,13 @@ def _kind(exc: BaseException) -> str:
         return "locked"
     if "readonly" in text or "unable to open" in text:
         return "unwritable"
-    return "damaged"
+    # Anything else (a constraint, a schema change racing another process) is no sign
+    # of damage: the file must never be moved aside for it.
+    return "error"
+
+
+def _schema_current(db: sqlite3.Connection) -> bool:
+    return "writer" in {row[1] for row in db.execute("PRAGMA table_info(messages)")}
 
 
 @dataclass(frozen=True)
@@ -171,11 +177,22 @@ class ChatStore:
     def _prepare(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA foreign_keys=ON")
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages'").fetchone():
-            db.executescript(_SCHEMA)
-        columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
-        if "writer" not in columns:  # a file from before streams were saved
-            db.execute("ALTER TABLE messages ADD COLUMN writer TEXT")
+        if not _schema_current(db):
+            # Several processes may open a new or older file at once: the first to take
+            # the write lock brings the schema up to date, the others then find it done.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages'"
+                                  ).fetchone():
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        db.execute(statement)
+                if not _schema_current(db):  # a file from before streams were saved
+                    db.execute("ALTER TABLE messages ADD COLUMN writer TEXT")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
         db.execute("SELECT COUNT(*) FROM chats").fetchone()  # the chat list must be readable
         self._ready = True
 
@@ -187,9 +204,12 @@ class ChatStore:
                                    f"({exc.strerror or exc})")
         # SQLite opens a file it may not write without complaint, and in WAL mode such a
         # store can even seem to take writes it then drops: ask the file system first.
-        for where in (self.path, self.path.parent):
-            if where.exists() and not os.access(where, os.W_OK):
-                return self._to_memory(f"{where} is read-only")
+        try:
+            for where in (self.path, self.path.parent):
+                if where.exists() and not os.access(where, os.W_OK):
+                    return self._to_memory(f"{where} is read-only")
+        except OSError as exc:  # a folder that cannot even be searched
+            return self._to_memory(f"{self.path} cannot be reached ({exc.strerror or exc})")
         try:
             db = self._connect(str(self.path))
         except sqlite3.Error as exc:
@@ -229,17 +249,18 @@ class ChatStore:
     def _to_memory(self, reason: str) -> sqlite3.Connection:
         """Go on in memory, with a copy of whatever of the file can still be read."""
         memory = self._connect(":memory:")
-        for target in (f"file:{self.path}?mode=ro", f"file:{self.path}?immutable=1"):
-            if not self.path.exists():
-                break
+        uri = self.path.absolute().as_uri()  # quoted: a path may hold '?', '#' or '%'
+        for target in (f"{uri}?mode=ro", f"{uri}?immutable=1"):
             try:
+                if not self.path.exists():
+                    break
                 source = self._connect(target, uri=True)
                 try:
                     source.backup(memory)
                     break
                 finally:
                     source.close()
-            except sqlite3.Error:
+            except (sqlite3.Error, OSError):
                 continue
         try:
             self._prepare(memory)
