@@ -83,6 +83,13 @@ def test_handshake_is_not_bound_by_the_call_timeout(tmp_path):
         assert host.call("slow", "echo", {"text": "still here"}).text == "still here"
 
 
+def test_a_handshake_slower_than_the_call_timeout_still_completes(tmp_path):
+    # Listing the tools takes this server 3 s; its calls may take 1 s.
+    with host_for([raw("slowlist", timeout=1)], tmp_path) as host:
+        assert host.servers["slowlist"].status == "ready", host.servers["slowlist"].error
+        assert host.call("slowlist", "work", {"a": 1}).text == '{"a": 1}'
+
+
 def test_servers_start_a_few_at_a_time(tmp_path, monkeypatch):
     monkeypatch.setattr(host_module, "START_AT_ONCE", 2)
     record = tmp_path / "starts.txt"

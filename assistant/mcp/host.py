@@ -36,7 +36,7 @@ from assistant.text import scrub, scrub_data
 
 # A handshake has its own limit, never a server's call timeout: a Python server spends
 # 2-4 s importing the SDK on a loaded 2-core machine, an npx server may first download.
-STARTUP_TIMEOUT = 60.0
+STARTUP_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 15.0
 # Starting a server is mostly CPU (an interpreter importing its SDK): more starts at once
 # than cores only stretch every handshake (33 at once all missed a 20 s limit), so each
@@ -164,7 +164,10 @@ class McpHost:
                     started = time.perf_counter()
                     async with asyncio.timeout(self.startup_timeout):
                         client = await stack.enter_async_context(Client(
-                            self._transport(state, stack), read_timeout_seconds=config.timeout,
+                            # Requests of the handshake get the start-up limit; each
+                            # call passes the server's own timeout.
+                            self._transport(state, stack),
+                            read_timeout_seconds=self.startup_timeout,
                             client_info=types.Implementation(name="assistant", version="0.1")))
                         state.tools = await self._list_tools(client, config.name)
                     state.startup_s = time.perf_counter() - started

@@ -9,6 +9,7 @@ surrogate  the result text holds a lone surrogate as a JSON escape ("\\ud800"), 
            server is still there for the next call
 bytes      the result line holds bytes that are not UTF-8
 echo       the result is the arguments as the server received them, as JSON
+slowlist   like echo, but takes 3 s to list its tools (a slow handshake, after discovery)
 
 With RECORD, a file, the server appends "start" when it starts and "ready" when it has
 listed its tools, each with its pid.
@@ -17,6 +18,7 @@ listed its tools, each with its pid.
 import json
 import os
 import sys
+import time
 
 MODE = sys.argv[1]
 RECORD = sys.argv[2] if len(sys.argv) > 2 else None
@@ -53,6 +55,8 @@ def answer(request: dict) -> None:
             "protocolVersion": VERSION, "capabilities": {"tools": {}},
             "serverInfo": {"name": f"raw-{MODE}", "version": "1"}}})
     elif method == "tools/list":
+        if MODE == "slowlist":
+            time.sleep(3)
         send({"jsonrpc": "2.0", "id": id_, "result": {"tools": [WORK]}})
         record("ready")
     elif method == "tools/call":
