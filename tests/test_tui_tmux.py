@@ -99,8 +99,9 @@ def test_kill_9_mid_answer_keeps_what_was_on_screen(fixture_model, app_home, tmp
         try:
             reader = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
             try:
+                # Any status: a row finished meanwhile must not read as "stopped growing".
                 row = reader.execute("SELECT content FROM messages WHERE role = 'assistant'"
-                                     " AND status = 'streaming'").fetchone()
+                                     " ORDER BY position DESC LIMIT 1").fetchone()
             finally:
                 reader.close()
         except sqlite3.Error:
