@@ -184,7 +184,7 @@ def load_settings(path: Path | None = None) -> tuple[Settings, list[str]]:
     changes: dict = {}
     for key, value in data.items():
         if key == "sampling" and not isinstance(value, dict):
-            warnings.append(f"{path}: sampling = {_short(value)} is not a table "
+            warnings.append(f"{path}: sampling = {short_repr(value)} is not a table "
                             "([sampling.thinking], [sampling.non_thinking]); ignored")
         elif key == "sampling":
             for table, table_value in value.items():
@@ -225,9 +225,10 @@ def _absolute(folder: str) -> bool:
 
 def _bad(where: str, key: str, value, default) -> str:
     rule = RULES.get(key) or SAMPLING_RULES[key]
-    return f"{where}{key} = {_short(value)} is not {rule}; using {default!r}"
+    return f"{where}{key} = {short_repr(value)} is not {rule}; using {default!r}"
 
 
-def _short(value) -> str:
+def short_repr(value: object) -> str:
+    """A value as a warning line shows it: its repr, cut at 60 characters."""
     shown = repr(value)
     return shown if len(shown) <= 60 else shown[:57] + "..."

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from assistant.config import paths
+from assistant.config import paths, short_repr
 from assistant.text import scrub_data
 
 DEFAULT_TIMEOUT = 30.0
@@ -158,14 +158,9 @@ def parse_entry(name: str, entry: object, builtin: ServerConfig | None = None,
                 and low < timeout <= high:
             changes["timeout"] = float(timeout)
         elif notes is not None:
-            notes.append(f"timeout = {_short(timeout)} is not a number of seconds in "
+            notes.append(f"timeout = {short_repr(timeout)} is not a number of seconds in "
                          f"({low:g}, {high:g}]; using {base.timeout:g}")
     return replace(base, **changes)
-
-
-def _short(value: object) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _string(entry: dict, key: str) -> str:
