@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from assistant.text import scrub
 from assistant.tokens import TokenCounter
 
 # Supplementary Private Use Area-B: no tokenizer or template gives these a meaning.
@@ -49,12 +48,14 @@ class PromptEncoder:
         back = {v: k for k, v in stand_in.items()}
 
         def mask(text: str) -> str:
-            text = scrub(text)
-            return self._special.sub(lambda m: stand_in[m.group()], text) if stand_in else text
+            return self._special.sub(lambda m: stand_in[m.group()], text)
 
+        # Lone surrogates pass through rendering; encode_plain scrubs every piece after it.
+        if stand_in:
+            messages = _map_strings(list(messages), mask)
+            tools = _map_strings(list(tools), mask) if tools else None
         rendered = self.tokenizer.apply_chat_template(
-            _map_strings(list(messages), mask),
-            tools=_map_strings(list(tools), mask) if tools else None, tokenize=False,
+            list(messages), tools=list(tools) if tools else None, tokenize=False,
             add_generation_prompt=add_generation_prompt, enable_thinking=enable_thinking)
         ids: list[int] = []
         start = 0
