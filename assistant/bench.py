@@ -253,6 +253,8 @@ def run_bench(args, settings) -> int:
         if not quiet:
             print(f"\r\x1b[2K{msg}…", end="", file=sys.stderr, flush=True)
 
+    if args.tool_calls:
+        return _run_tool_bench(args, model_path, window, progress, quiet)
     with Engine(model_path, context_limit=window) as engine:
         progress("loading the model")
         engine.wait_loaded()
@@ -264,6 +266,22 @@ def run_bench(args, settings) -> int:
     if not quiet:
         print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
+def _run_tool_bench(args, model_path, window: int, progress, quiet: bool) -> int:
+    from assistant.bench_tools import format_tool_table, measure_tool_calls
+
+    with Engine(model_path, context_limit=window) as engine:
+        progress("loading the model")
+        engine.wait_loaded()
+        result = {"model": str(engine.model_path), "device": str(mx.default_device()),
+                  "machine": f"{platform.system()} {platform.machine()}", "mlx": mx.__version__}
+        result.update(measure_tool_calls(engine, args.tool_calls, progress,
+                                         constrained=not args.no_constrain))
+    if not quiet:
+        print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
+    print(json.dumps(result, indent=2) if args.json else format_tool_table(result))
     return 0
 
 

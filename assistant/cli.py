@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true",
                      help="print one JSON object: answer, thinking, tool calls, stats")
     _mcp_options(ask)
+    ask.add_argument("--no-constrain", action="store_true",
+                     help="let tool calls be decoded freely, as without a grammar (for "
+                          "comparison; the turn loop still checks them)")
     ask.add_argument("--allow-tools", action="store_true",
                      help="run tool calls without asking (otherwise: ask on a terminal, "
                           "deny without one)")
@@ -91,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_positive, default=3,
                        help="runs of each side, interleaved; the best is kept (default 3)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--tool-calls", type=_positive, metavar="N",
+                       help="instead: N tool-call trials over the built-in tools, constrained "
+                            "and unconstrained, interleaved (valid-call rate and decode cost)")
+    bench.add_argument("--no-constrain", action="store_true",
+                       help="measure speed with the tool-call grammar off")
     bench.add_argument("--no-tui", action="store_true",
                        help="skip the chat app's figures (headless decode, key latency, "
                             "start-up in tmux)")
@@ -201,6 +209,7 @@ def ask(args, settings) -> int:
         thinking_sampling=settings.sampling_thinking,
         direct_sampling=settings.sampling_direct,
         seed=args.seed,
+        constrain_tool_calls=settings.constrained_tool_calls and not args.no_constrain,
     )
     servers, problems = ([], []) if args.no_tools else configured_servers(settings,
                                                                           args.mcp_config)
@@ -242,7 +251,8 @@ def ask(args, settings) -> int:
             "model": str(model_path),
             "tool_calls": [{"server": c.server, "tool": c.tool, "name": c.name,
                             "arguments": c.arguments, "status": c.status, "error": c.error,
-                            "decision": c.decision, "duration_s": c.duration_s,
+                            "decision": c.decision, "constrained": c.constrained,
+                            "duration_s": c.duration_s,
                             "result": c.result} for c in outcome.calls],
             "stats": asdict(outcome.stats[-1]) if outcome.stats else None,
         }, ensure_ascii=False))

@@ -68,6 +68,7 @@ class Settings:
     thinking_budget: int = 2048
     context_limit: int = 32768
     notes_dir: str = "~/Notes"
+    constrained_tool_calls: bool = True
     sampling_thinking: Sampling = THINKING_SAMPLING
     sampling_direct: Sampling = DIRECT_SAMPLING
 
@@ -80,6 +81,7 @@ max_tokens = 4096               # longest answer, thinking included
 thinking_budget = 2048          # thinking tokens before the model must answer
 context_limit = 32768           # tokens of conversation kept in view
 notes_dir = "~/Notes"           # the only folder the built-in notes server may touch
+constrained_tool_calls = true   # a tool call can only name an offered tool, with valid arguments
 
 # temperature in (0, 2], top_p in (0, 1], top_k 0 (off) to 151935, min_p in [0, 1),
 # presence_penalty in [0, 2]; a value outside its range is reported and not used.
@@ -142,6 +144,7 @@ RULES = {
     "thinking_budget":  Rule("whole", 1, MAX_CONTEXT),
     "context_limit":    Rule("whole", 1, MAX_CONTEXT),
     "notes_dir":        Rule("folder"),
+    "constrained_tool_calls": Rule("flag"),
 }
 SAMPLING_RULES = {
     # 0 would be greedy in mlx-lm's make_sampler, and greedy makes Qwen3 loop.

@@ -77,3 +77,27 @@ class Rounds:
         self.last_token = script[min(self.step, len(script) - 1)]
         self.step += 1
         return force(logits, self.last_token)
+
+
+class Steer:
+    """Pushes the model toward ``text`` without forcing it: a large bonus on the script's
+    next token, added after the tool-call grammar has masked the logits. A token the
+    grammar forbids stays at -inf, so the model takes an allowed one instead. ``steps``
+    records each token pushed and whether the grammar had masked it. Once the script is
+    spent, the model chooses on its own."""
+
+    BONUS = 50.0
+
+    def __init__(self, tokenizer, text: str, end: bool = True):
+        self.ids = tokenizer.encode(text, add_special_tokens=False) + ([IM_END] if end else [])
+        self.steps: list[tuple[int, bool]] = []
+
+    def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
+        if len(self.steps) >= len(self.ids):
+            return logits
+        token = self.ids[len(self.steps)]
+        self.steps.append((token, logits[0, token].item() == -float("inf")))
+        return logits + mx.where(mx.arange(logits.shape[-1]) == token, self.BONUS, 0.0)
+
+    def masked(self) -> list[int]:
+        return [token for token, masked in self.steps if masked]

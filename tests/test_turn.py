@@ -57,11 +57,12 @@ def host(notes, tmp_path):
 
 
 def turn(engine, hf_tokenizer, fixture_model, host, scripts, *, answers=(), servers=None,
-         question="Help me", max_rounds=6):
+         question="Help me", max_rounds=6, constrain=True):
     recorder = Recorder(answers)
     tools = make_tools(host, servers or [s.config for s in host.servers.values()],
                        counter_for(fixture_model), recorder.approve)
-    options = GenerationOptions(thinking=False, max_tokens=120,
+    # ``constrain=False`` for scripts that write calls the grammar would not let through.
+    options = GenerationOptions(thinking=False, max_tokens=120, constrain_tool_calls=constrain,
                                 logits_processors=[Rounds(hf_tokenizer, *scripts)])
     messages = [{"role": "user", "content": question}]
     t = Turn(engine, messages, options, chat=ChatCache(), observer=recorder, tools=tools,
@@ -132,7 +133,7 @@ def test_errors_the_model_can_correct(engine, hf_tokenizer, fixture_model, host)
                call("read_note", path="../../etc/passwd"),
                "Sorry."]
     outcome, rec, _ = turn(engine, hf_tokenizer, fixture_model, host, scripts,
-                           answers=["once"])
+                           answers=["once"], constrain=False)
     results = tool_messages(outcome)
     assert "not valid JSON" in results[0]
     assert "unknown tool 'read_notes'" in results[1] and "read_note" in results[1]
@@ -225,7 +226,7 @@ def test_invalid_unicode_in_a_call_is_replaced(engine, hf_tokenizer, fixture_mod
     with McpHost([raw("echo")], log_dir=tmp_path / "logs") as host:
         outcome, rec, _ = turn(engine, hf_tokenizer, fixture_model, host,
                                [call("work", text="a\ud800b"), call("work", text="next"),
-                                "Both went through."], answers=["chat"])
+                                "Both went through."], answers=["chat"], constrain=False)
         assert host.servers["echo"].status == "ready"
     assert [c.status for c in outcome.calls] == ["ok", "ok"]
     assert json.loads(outcome.calls[0].result) == {"text": "a\ufffdb"}

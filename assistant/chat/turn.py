@@ -45,6 +45,7 @@ class ToolCall:
     sent: str = ""  # what the model was given
     error: str | None = None
     duration_s: float = 0.0
+    constrained: bool = False  # decoded under the tool-call grammar
 
 
 class Observer(Protocol):
@@ -109,7 +110,8 @@ class Turn:
             message = {"role": "assistant", "content": result.text}
             if result.thinking:
                 message["reasoning_content"] = result.thinking
-            calls = [ToolCall(c.name, c.arguments, c.raw) for c in result.tool_calls]
+            calls = [ToolCall(c.name, c.arguments, c.raw, constrained=c.constrained)
+                     for c in result.tool_calls]
             if calls:
                 message["tool_calls"] = [
                     {"type": "function", "function": {"name": c.name, "arguments": c.arguments}}

@@ -9,13 +9,14 @@ checks after every token.
 from __future__ import annotations
 
 import codecs
+import logging
 import queue
 import re
 import threading
 import time
 from concurrent.futures import Future
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -26,12 +27,15 @@ from mlx_lm.sample_utils import make_logits_processors, make_sampler
 from mlx_lm.utils import common_prefix_len
 
 from assistant.config import DIRECT_SAMPLING, THINKING_SAMPLING, Sampling
+from assistant.engine.constrain import Grammars, ToolCallGuard
 from assistant.engine.events import (Event, Failed, Finished, TextDelta, ThinkingDelta,
                                      ToolCallParsed, TurnStats)
 from assistant.engine.prompt import PromptEncoder
-from assistant.engine.split import OutputSplitter, initial_state
+from assistant.engine.split import REASONING, OutputSplitter, initial_state
 from assistant.errors import ModelError
 from assistant.tokens import counter_for
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT = 32768
 # What the engine appends when the thinking budget runs out, so the model answers.
@@ -78,8 +82,11 @@ class GenerationOptions:
     direct_sampling: Sampling = DIRECT_SAMPLING
     tools: Sequence[dict] | None = None  # JSON schemas in the chat template's format
     seed: int | None = None
-    # Extra mlx-lm logits processors, applied after the sampling penalties.
+    # Extra mlx-lm logits processors, applied after the sampling penalties and the
+    # tool-call grammar (a processor that sets a logit outright can override the grammar).
     logits_processors: Sequence[Callable] = ()
+    # Inside <tool_call>, decode only calls to the tools offered, valid for their schema.
+    constrain_tool_calls: bool = True
 
 
 class ChatCache:
@@ -189,6 +196,7 @@ class Engine:
         self.model: Any = None
         self.tokenizer: Any = None
         self.prompts: PromptEncoder | None = None
+        self._grammars: Grammars | None = None
         self.context_window = context_limit
         self._pending: set[Generation] = set()  # queued or running, for close() to cancel
         self._pending_lock = threading.Lock()
@@ -257,6 +265,8 @@ class Engine:
         try:
             self.model, self.tokenizer, config = load(str(self.model_path), return_config=True)
             self.prompts = PromptEncoder(self.tokenizer, _token_counter(self.model_path))
+            self._grammars = Grammars(self.prompts.counter, config.get("vocab_size") or
+                                      len(self.tokenizer.get_vocab()))
             window = config.get("max_position_embeddings") or self._context_limit
             self.context_window = min(window, self._context_limit)
         except ModelError as exc:
@@ -292,6 +302,17 @@ class Engine:
             with self._pending_lock:
                 self._pending.discard(job.generation)
 
+    def _guard(self, opts: GenerationOptions, *, reasoning: bool) -> ToolCallGuard | None:
+        """The tool-call grammar for this turn's tools, or None: not asked for, or not
+        possible (then the turn runs unconstrained, as the turn loop can repair)."""
+        if not (opts.tools and opts.constrain_tool_calls):
+            return None
+        try:
+            return ToolCallGuard(self._grammars.for_tools(opts.tools), reasoning=reasoning)
+        except Exception as exc:  # llguidance refused the whole tool set
+            log.warning("tool calls run unconstrained this turn: %s", exc)
+            return None
+
     def _without_cut_character(self, text: str, tokens: list[int]) -> str:
         """Drop the U+FFFD that stands for a character the token limit cut in half."""
         tail = self.prompts.counter.encoding.decode_bytes(tokens[-4:])
@@ -321,7 +342,8 @@ class Engine:
         sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p,
                                min_p=sampling.min_p, top_k=sampling.top_k)
         processors = make_logits_processors(presence_penalty=sampling.presence_penalty or None)
-        processors += list(opts.logits_processors)
+        guard = self._guard(opts, reasoning=initial_state(tokenizer, prompt) == REASONING)
+        processors += ([guard] if guard else []) + list(opts.logits_processors)
         if opts.seed is not None:
             mx.random.seed(opts.seed)
         mx.reset_peak_memory()
@@ -342,6 +364,9 @@ class Engine:
         while reason is None:
             chat.tokens.extend(feed)
             budget_hit = False
+            if guard is not None:
+                guard.begin(len(feed), max_tokens - generated,
+                            reasoning=False if generated else None)
             stream = stream_generate(self.model, tokenizer, mx.array(feed),
                                      max_tokens=max_tokens - generated, sampler=sampler,
                                      logits_processors=processors, prompt_cache=chat.kv,
@@ -354,6 +379,8 @@ class Engine:
                     # Every yielded token is already in the KV cache.
                     chat.tokens.append(response.token)
                     generated += 1
+                    if guard is not None:
+                        guard.observe(response.token)
                     text = response.text
                     if response.finish_reason == "length":
                         text = self._without_cut_character(text, chat.tokens)
@@ -365,6 +392,8 @@ class Engine:
                     if reason:
                         events += splitter.finish()
                     for event in events:
+                        if guard is not None and isinstance(event, ToolCallParsed):
+                            event = replace(event, constrained=guard.last_call_constrained)
                         emit(event)
                     if reason:
                         break

@@ -33,6 +33,7 @@ class ToolCallParsed:
     arguments: dict[str, Any] | None
     raw: str
     error: str | None = None
+    constrained: bool = False  # decoded under the tool-call grammar
 
 
 @dataclass(frozen=True)

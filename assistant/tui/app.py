@@ -469,7 +469,8 @@ class ChatApp(App):
         options = GenerationOptions(thinking=self.thinking, max_tokens=s.max_tokens,
                                     thinking_budget=s.thinking_budget,
                                     thinking_sampling=s.sampling_thinking,
-                                    direct_sampling=s.sampling_direct)
+                                    direct_sampling=s.sampling_direct,
+                                    constrain_tool_calls=s.constrained_tool_calls)
         return replace(options, **self.overrides)
 
     def _system(self, tools) -> list[dict]:

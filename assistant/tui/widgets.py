@@ -82,7 +82,10 @@ class ToolCard(Vertical):
         name = f"{call.server}/{call.tool}" if call.server else (call.name or "tool call")
         state = {"pending": "waiting for approval"}.get(call.status, call.status)
         took = f" · {call.duration_s:.2f} s" if call.duration_s else ""
-        self.header.update(f"{self.ICONS.get(call.status, '·')} {name} · {state}{took}")
+        # Decoded under the grammar: the name and arguments could not be malformed.
+        constrained = " · constrained" if call.constrained else ""
+        self.header.update(f"{self.ICONS.get(call.status, '·')} {name} · {state}{took}"
+                           f"{constrained}")
         self.arguments.update(json.dumps(call.arguments, ensure_ascii=False)
                               if call.arguments is not None else call.raw)
         body = call.result or call.error or call.sent
@@ -215,6 +218,7 @@ class _StoredCall:
     error: str | None = None
     sent: str = ""
     duration_s: float = 0.0
+    constrained: bool = False  # not stored: a chat read back does not say
 
 
 @dataclass
