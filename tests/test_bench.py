@@ -42,3 +42,29 @@ def test_bench_table_with_the_chat_app(fixture_model):
     for needle in ("decode tok/s", "raw mlx-lm", "app/raw", "decode floor 55 tok/s",
                    "follow-up turn", "chat app (headless)", "key pressed while streaming"):
         assert needle in result.stdout
+
+
+TOOL_KEYS = {"tool_call_valid_rate", "tool_call_valid_rate_unconstrained",
+             "tool_call_decode_ratio", "free_text_decode_ratio"}
+
+
+def test_tool_call_bench_reports_both_sides(fixture_model):
+    result = subprocess.run([ASSISTANT, "bench", "--model", str(fixture_model),
+                             "--tool-calls", "2", "--json"],
+                            capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert TOOL_KEYS <= set(out) and out["tool_call_trials"] == 2
+    # Every constrained trial is a valid call: the grammar guarantees it, whatever the seed.
+    assert out["tool_call_valid_rate"] == 1.0
+    assert out["tool_call_decode_ratio"] > 0 and out["free_text_decode_ratio"] > 0
+    assert out["free_text_pairs"] >= 5
+
+
+def test_tool_call_bench_without_the_grammar(fixture_model):
+    result = subprocess.run([ASSISTANT, "bench", "--model", str(fixture_model),
+                             "--tool-calls", "1", "--no-constrain"],
+                            capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr
+    assert "valid calls, unconstrained" in result.stdout
+    assert "constrained " not in result.stdout.replace("unconstrained", "")

@@ -56,6 +56,13 @@ def test_ask_json_has_answer_thinking_and_stats(fixture_model):
     assert out["stats"]["thinking_mode"] is True
 
 
+def test_ask_without_the_tool_call_grammar(fixture_model):
+    result = run("ask", "--model", str(fixture_model), "--max-tokens", "4", "--no-constrain",
+                 "--seed", "1", "--json", "Hi")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["stats"]["generated_tokens"] == 4
+
+
 def test_ask_reads_the_prompt_from_stdin(fixture_model):
     result = run("ask", "--model", str(fixture_model), "--max-tokens", "4", "--json",
                  "--system", "", "-", input="Summarize: 中文 and English.".encode())
@@ -84,6 +91,7 @@ def test_empty_prompt(fixture_model):
     (["ask", "--frobnicate", "hi"], "--frobnicate"),
     (["ask", "--max-tokens", "0", "hi"], "--max-tokens"),
     (["ask", "--think", "--no-think", "hi"], "not allowed with"),
+    (["bench", "--tool-calls", "0"], "--tool-calls"),
     (["launch"], "launch"),
 ])
 def test_bad_options_are_one_line(args, needle):

@@ -39,10 +39,12 @@ def test_the_documented_template_parses_to_the_defaults(tmp_path):
 def test_values_override_defaults(tmp_path):
     file = tmp_path / "settings.toml"
     file.write_text('model = "/models/q"\nthinking = false\nthinking_budget = 64\n'
+                    "constrained_tool_calls = false\n"
                     "[sampling.non_thinking]\ntemperature = 0.5\npresence_penalty = 1.5\n")
     settings, warnings = load_settings(file)
     assert warnings == []
     assert (settings.model, settings.thinking, settings.thinking_budget) == ("/models/q", False, 64)
+    assert settings.constrained_tool_calls is False
     assert settings.sampling_direct.temperature == 0.5
     assert settings.sampling_direct.presence_penalty == 1.5
     assert settings.sampling_direct.top_k == 20  # untouched keys keep Qwen's preset
@@ -113,6 +115,7 @@ BAD_VALUES = [
     ('model = ""', "model", "''"),
     ('model = "mlx-community/x\\nrm -rf"', "model", "\\n"),
     ("thinking = 1", "thinking", "1"),
+    ('constrained_tool_calls = "no"', "constrained_tool_calls", "'no'"),
     ("sampling = 0.5", "sampling", "0.5"),
     ("max_tokens = [" + "1, " * 500 + "1]", "max_tokens", "..."),  # shown cut short
 ]

@@ -144,6 +144,7 @@ async def test_tool_call_approved(engine, hf_tokenizer, notes):
         (card,) = view.query(ToolCard)
         assert card.call.status == "ok" and "plumber" in card.call.result
         assert "notes/read_note" in str(card.header.render())
+        assert "constrained" in str(card.header.render())  # decoded under the grammar
         assert view.answer_text.strip() == "Call the plumber."
         roles = [m["role"] for m in ChatStore().history(app.chat_id)]
         assert roles == ["user", "assistant", "tool", "assistant"]
@@ -152,6 +153,7 @@ async def test_tool_call_approved(engine, hf_tokenizer, notes):
 async def test_tool_call_denied(engine, hf_tokenizer, notes):
     rounds = Rounds(hf_tokenizer, call("append_note", path="todo.md", text="- hacked"), "OK.")
     app = app_for(engine, rounds, servers=ours(notes))
+    app.overrides["constrain_tool_calls"] = False  # as with constrained_tool_calls = false
     async with running(app) as pilot:
         app.input.text = "Add to my list"
         await pilot.press("enter")
@@ -160,6 +162,7 @@ async def test_tool_call_denied(engine, hf_tokenizer, notes):
         await pilot.pause()
         (card,) = list(app.query(AssistantMessage))[-1].query(ToolCard)
         assert card.call.status == "denied" and card.has_class("failed")
+        assert "constrained" not in str(card.header.render())
         assert "hacked" not in (notes / "todo.md").read_text()
         assert "denied" in ChatStore().history(app.chat_id)[2]["content"]
 
