@@ -217,7 +217,8 @@ def ask(args, settings) -> int:
         print(f"assistant: warning: {line}", file=sys.stderr)
 
     model_path = resolve_model(args.model or settings.model)
-    with Engine(model_path, context_limit=settings.context_limit) as engine, \
+    with Engine(model_path, context_limit=settings.context_limit,
+                tool_calls=bool(servers) and options.constrain_tool_calls) as engine, \
             closing(start_host(servers)) as host:
         for line in server_problems(host):
             print(f"assistant: warning: {line}", file=sys.stderr)

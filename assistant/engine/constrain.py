@@ -148,9 +148,13 @@ def _metal() -> bool:
 
 # -- per-model pieces ----------------------------------------------------------------
 
+_CLOSERS = b'"}]\n'
+
+
 class Vocabulary:
-    """What the grammar needs to know about the model's tokens (built once per model:
-    about half a second for Qwen3's 151k tokens)."""
+    """What the grammar needs to know about the model's tokens. Built once per model, in
+    one to two seconds for Qwen3's 151k tokens (llguidance's token trie, most of it, holds
+    Python's lock): the engine builds it right after loading when tools are expected."""
 
     def __init__(self, counter, size: int):
         from llguidance.tiktoken import lltokenizer_from_encoding
@@ -169,7 +173,7 @@ class Vocabulary:
             except KeyError:  # ids with no token (the model's vocabulary is padded)
                 continue
             self.token_bytes[token] = text
-            if text and set(text) <= set(b'"}]\n'):
+            if text and not text.strip(_CLOSERS):
                 self.closes_string[token] = text[:1] == b'"'
                 self.closes_value[token] = b'"' not in text
         end = counter.special_tokens[TOOL_CALL_END]
@@ -185,14 +189,17 @@ class Grammars:
         self._vocabulary: Vocabulary | None = None
         self._cached: dict[str, ToolGrammar] = {}
 
+    def vocabulary(self) -> Vocabulary:
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary(self.counter, self.vocab)
+        return self._vocabulary
+
     def for_tools(self, tools) -> ToolGrammar:
         key = hashlib.sha256(json.dumps(list(tools), sort_keys=True).encode()).hexdigest()
         if key not in self._cached:
-            if self._vocabulary is None:
-                self._vocabulary = Vocabulary(self.counter, self.vocab)
             if len(self._cached) > 32:
                 self._cached.clear()
-            self._cached[key] = ToolGrammar(list(tools), self._vocabulary,
+            self._cached[key] = ToolGrammar(list(tools), self.vocabulary(),
                                             self.counter.special_tokens[TOOL_CALL_END])
         return self._cached[key]
 

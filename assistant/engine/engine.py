@@ -187,8 +187,13 @@ class _Job:
 class Engine:
     """Owns the model and the thread that runs it. Use as a context manager or ``close()``."""
 
-    def __init__(self, model_path: Path | str, *, context_limit: int = DEFAULT_CONTEXT):
+    def __init__(self, model_path: Path | str, *, context_limit: int = DEFAULT_CONTEXT,
+                 tool_calls: bool = False):
+        """``tool_calls``: tools will be offered with the grammar on, so the grammar's
+        view of the vocabulary is built right after loading rather than on the first
+        turn that needs it."""
         self.model_path = Path(model_path)
+        self._prepare_tool_calls = tool_calls
         self._context_limit = context_limit
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._loaded = threading.Event()
@@ -250,6 +255,8 @@ class Engine:
     def _run(self) -> None:
         try:
             self._load()
+            if self._prepare_tool_calls and self._load_error is None:
+                self._grammars.vocabulary()
             while (job := self._jobs.get()) is not None:
                 if isinstance(job, tuple):
                     self._call(*job)

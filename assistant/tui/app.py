@@ -270,7 +270,9 @@ class ChatApp(App):
                 from assistant.engine import Engine, resolve_model
 
                 engine = Engine(resolve_model(model),
-                                context_limit=self.settings.context_limit)
+                                context_limit=self.settings.context_limit,
+                                tool_calls=any(not s.disabled for s in self.servers)
+                                and self.settings.constrained_tool_calls)
                 self._owned_engines.append(engine)
             while not engine.wait_loaded(0.25):
                 if self._shutting_down.is_set():
