@@ -7,8 +7,8 @@ thinking follow-up after a two-round tool turn, and round 2 of a non-thinking to
 turn. The model's output is forced token by token (these are counts, not answers, so
 any model will do), and each pause (the user typing, a tool running) lasts until the
 idle prefill has finished. The figure is cached ÷ prompt tokens of the request that
-follows the pause; what no prefill can hold is the new message itself and the dozen
-template tokens around it.
+follows the pause; what no prefill can hold is the new message itself and the few
+template tokens that close it and open the answer.
 
     python -m assistant.bench_reuse --model M [--no-idle-prefill] [--json]
 
