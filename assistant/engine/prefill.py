@@ -19,10 +19,11 @@ import mlx.core as mx
 from mlx_lm.generate import generation_stream
 
 # A chunk is sized to take about this long, so a request queued behind idle work waits
-# at most about this long, on any machine (chunk sizes are bounded below and above).
+# about this long at most, on a fast machine or a slow one (where even a few tokens take
+# longer, the smallest chunk bounds the wait).
 CHUNK_SECONDS = 0.05
-FIRST_CHUNK = 32
-MIN_CHUNK, MAX_CHUNK = 16, 1024
+FIRST_CHUNK = 16
+MIN_CHUNK, MAX_CHUNK = 4, 1024
 
 
 class Prefill:
