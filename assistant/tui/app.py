@@ -476,8 +476,12 @@ class ChatApp(App):
                 return
         if self._engine_error or self._shutting_down.is_set():
             return
+        # Imported and read here, not on the UI thread: the turn loop brings in the MCP
+        # host, and the counter reads the tokenizer.
+        import assistant.chat.turn  # noqa: F401
+
         if self.servers:
-            self._token_counter()  # here rather than on the UI thread: it reads a file
+            self._token_counter()
         self._ui(self._start_prefill, chat_id)
 
     def _start_prefill(self, chat_id: int | None) -> None:
