@@ -42,7 +42,7 @@ class Patient(Recorder):
 
 @pytest.mark.parametrize("thinking", [False, True], ids=["non-thinking", "thinking"])
 def test_each_tool_round_and_the_follow_up_prefill_only_what_is_new(
-        engine, hf_tokenizer, fixture_model, host, thinking):  # noqa: F811
+        engine, hf_tokenizer, fixture_model, host, thinking):
     def think(why: str) -> str:
         return f"<think>\n{why}\n</think>\n\n" if thinking else ""
 
