@@ -18,6 +18,7 @@ import mlx.core as mx
 from mlx_lm import stream_generate
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
+from assistant.bench_reuse import format_reuse, measure_reuse
 from assistant.config import DIRECT_SAMPLING
 from assistant.engine import ChatCache, Engine, Failed, GenerationOptions, TurnStats, resolve_model
 
@@ -229,6 +230,8 @@ def format_table(r: dict) -> str:
     rows.append(f"  follow-up turn: {r['followup_prompt_tokens']} prompt tokens, "
                 f"{r['followup_cached_tokens']} reused from the cache, "
                 f"{r['followup_prefilled_tokens']} prefilled")
+    if "cache_reuse" in r:
+        rows += format_reuse(r)
     if "tui_decode_ratio" in r:
         rows.append(f"  chat app (headless): decode {r['tui_decode_tps']:.1f} tok/s against raw "
                     f"{r['tui_raw_decode_tps']:.1f}, ratio {r['tui_decode_ratio']:.3f}")
@@ -260,6 +263,8 @@ def run_bench(args, settings) -> int:
         engine.wait_loaded()
         result = measure(engine, args.max_tokens, args.long_prompt_tokens, args.repeats,
                          progress)
+        progress("cache reuse with idle prefill")
+        result.update(measure_reuse(engine))
     if not args.no_tui:
         result.update(measure_app(model_path, args.max_tokens, args.repeats, progress))
     progress("")

@@ -231,7 +231,9 @@ def ask(args, settings) -> int:
         messages = ([{"role": "system", "content": system}] if system else [])
         messages.append({"role": "user", "content": prompt})
         printer = _Printer(args.json, args.show_thinking)
-        turn = Turn(engine, messages, options, chat=ChatCache(), observer=printer, tools=tools)
+        # One turn, then the process ends: prefill only between tool rounds.
+        turn = Turn(engine, messages, options, chat=ChatCache(), observer=printer, tools=tools,
+                    prefill_after=False)
         try:
             outcome = turn.run()
         except KeyboardInterrupt:

@@ -11,7 +11,11 @@ from pathlib import Path
 
 ASSISTANT = str(Path(sys.executable).with_name("assistant"))
 KEYS = {"ttft_s", "prefill_tps", "decode_tps", "peak_memory_gb", "raw_decode_tps",
-        "decode_ratio", "followup_prompt_tokens", "followup_cached_tokens"}
+        "decode_ratio", "followup_prompt_tokens", "followup_cached_tokens",
+        "followup_cached_ratio_plain", "followup_cached_ratio_after_tools",
+        "tool_round_cached_ratio"}
+REUSE = ("followup_cached_ratio_plain", "followup_cached_ratio_after_tools",
+         "tool_round_cached_ratio")
 
 
 def bench(fixture_model, *extra):
@@ -34,13 +38,34 @@ def test_bench_json_reports_every_figure(fixture_model):
     assert out["prompts"]["long"]["app"]["prompt_tokens"] == out["prompts"]["long"]["raw"]["prompt_tokens"]
     # The follow-up turn reuses the first turn's prompt from the cache.
     assert 0 < out["followup_cached_tokens"] < out["followup_prompt_tokens"]
+    assert all(0 < out[key] <= 1 for key in REUSE)
+
+
+def test_cache_reuse_counts_what_idle_prefill_leaves_to_do(engine):
+    """Counts, not time: with idle prefill only each new message (or tool result) and the
+    template tokens around it are prefilled; without it, the history is prefilled too."""
+    from assistant.bench_reuse import measure_reuse
+
+    with_idle, without = measure_reuse(engine), measure_reuse(engine, idle_prefill=False)
+    for key in REUSE:
+        assert with_idle[key] >= 0.95 and with_idle[key] > without[key]
+    new = {"followup_plain": "Now say it again in one sentence.",
+           "followup_after_tools": "Which of those needs me first?",
+           "tool_round": "2026-03-14T09:26:53+01:00 (Saturday, CET)"}
+    for name, text in new.items():
+        counts = with_idle["cache_reuse"][name]
+        prefilled = counts["prompt_tokens"] - counts["cached_tokens"]
+        # The new text, plus what closes its message and opens the answer (at most
+        # "\n</tool_response><|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n").
+        assert prefilled <= len(engine.prompts.counter.encode_plain(text)) + 14
 
 
 def test_bench_table_with_the_chat_app(fixture_model):
     result = bench(fixture_model)
     assert result.returncode == 0, result.stderr
     for needle in ("decode tok/s", "raw mlx-lm", "app/raw", "decode floor 55 tok/s",
-                   "follow-up turn", "chat app (headless)", "key pressed while streaming"):
+                   "follow-up turn", "chat app (headless)", "key pressed while streaming",
+                   "cache reuse when the request arrives"):
         assert needle in result.stdout
 
 

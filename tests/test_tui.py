@@ -202,6 +202,19 @@ async def test_escape_stops_a_tool_call(engine, hf_tokenizer, tmp_path):
         assert stored[-1].role == "tool" and stored[-1].status == "stopped"
 
 
+def before_new_message(hf_tokenizer, history: list[dict]) -> int:
+    """The tokens of a prompt for ``history`` (ending in the user's new message) before
+    that message's content: all that could be in the cache when it was sent."""
+    from assistant.prompts import load
+
+    system = [{"role": "system", "content": load("system")}]
+    rendered = hf_tokenizer.apply_chat_template(system + history, tokenize=False,
+                                                add_generation_prompt=True,
+                                                enable_thinking=False)
+    start = rendered.rindex(history[-1]["content"])
+    return len(hf_tokenizer.encode(rendered[:start], add_special_tokens=False))
+
+
 async def test_resume_a_saved_chat(engine, hf_tokenizer):
     store = ChatStore()
     chat = store.create_chat("Earlier", thinking=False)
@@ -214,12 +227,21 @@ async def test_resume_a_saved_chat(engine, hf_tokenizer):
         await pilot.press("enter")
         await until(pilot, lambda: app.chat_id == chat)
         assert "Hello Ada." in list(app.query(AssistantMessage))[0].all_text
+        # The saved conversation is prefilled while the user types: the first turn
+        # prefills only the new message.
+        await until(pilot, lambda: app.prefill is not None and app.prefill.wait(0))
         view = await send(pilot, "What is my name?")
         assert view.answer_text.strip() == "Ada."
-        # The engine was given the whole saved conversation before the new message.
-        assert app.last_stats[0].prompt_tokens > 20 and app.last_stats[0].cached_tokens == 0
+        (stats,) = app.last_stats
+        assert stats.prompt_tokens > 20
+        assert stats.cached_tokens == before_new_message(hf_tokenizer, app.history[:-1])
         assert [m["content"] for m in ChatStore().history(chat)][-2:] == ["What is my name?",
                                                                           "Ada."]
+        # And after that turn, the next one too.
+        await until(pilot, lambda: app.prefill.wait(0))
+        await send(pilot, "Thanks.")
+        assert app.last_stats[0].cached_tokens == before_new_message(hf_tokenizer,
+                                                                     app.history[:-1])
         app.action_rename_chat()
         await until(pilot, lambda: isinstance(app.screen, PromptScreen)
                     and app.screen.query("Input"))
@@ -289,8 +311,9 @@ async def test_command_palette_new_chat(engine, hf_tokenizer):
 
 
 async def test_switch_model_from_the_palette(engine, hf_tokenizer, fixture_model):
-    app = app_for(engine, Script(hf_tokenizer, "Back."))
+    app = app_for(engine, Rounds(hf_tokenizer, "Back."))
     async with running(app) as pilot:
+        await send(pilot, "Hello")
         for ref in ("/nonexistent/model", str(fixture_model)):
             app.action_switch_model()
             await until(pilot, lambda: isinstance(app.screen, PromptScreen)
@@ -301,8 +324,12 @@ async def test_switch_model_from_the_palette(engine, hf_tokenizer, fixture_model
             await pilot.pause()
             assert bool(app.query(ModelProblem)) == (ref == "/nonexistent/model")
         assert app.engine is not engine and app.engine in app._owned_engines
+        # The new model's cache is filled with the open chat while the user types.
+        await until(pilot, lambda: app.prefill is not None and app.prefill.wait(0))
         view = await send(pilot, "Still there?")
         assert view.answer_text.strip() == "Back."
+        assert app.last_stats[0].cached_tokens == before_new_message(hf_tokenizer,
+                                                                     app.history[:-1])
     assert not app._owned_engines  # the loaded one was closed on quit
 
 

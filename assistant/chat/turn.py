@@ -17,7 +17,7 @@ from typing import Callable, Protocol
 
 import jsonschema
 
-from assistant.engine import (ChatCache, Engine, Event, Failed, GenerationOptions,
+from assistant.engine import (ChatCache, Engine, Event, Failed, GenerationOptions, Prefill,
                               ToolCallParsed, TurnResult, TurnStats)
 from assistant.mcp.approval import ApprovalRequest, Approvals, Approver
 from assistant.mcp.audit import AuditLog
@@ -83,9 +83,13 @@ class TurnOutcome:
 class Turn:
     def __init__(self, engine: Engine, history: list[dict], options: GenerationOptions, *,
                  chat: ChatCache, observer: Observer, tools: Tools | None = None,
-                 max_rounds: int = MAX_ROUNDS):
+                 max_rounds: int = MAX_ROUNDS, prefill_after: bool = True):
         self.engine, self.history, self.options = engine, list(history), options
         self.chat, self.observer, self.tools, self.max_rounds = chat, observer, tools, max_rounds
+        # Prefill for the user's next message once the turn ends (a one-shot front end,
+        # which sends none, turns it off). Between tool rounds it always happens.
+        self.prefill_after = prefill_after
+        self.prefill: Prefill | None = None  # the latest idle prefill started
         self._cancel = threading.Event()
         self._current: object | None = None  # the Generation or call Future running now
 
@@ -97,8 +101,14 @@ class Turn:
             current.cancel()
 
     def run(self) -> TurnOutcome:
-        outcome = TurnOutcome()
         offered = self._offer()
+        outcome = self._rounds(offered)
+        if self.prefill_after:
+            self._prefill_next(offered, "user")
+        return outcome
+
+    def _rounds(self, offered: list[dict] | None) -> TurnOutcome:
+        outcome = TurnOutcome()
         seen: set[str] = set()
         for round_ in range(self.max_rounds + 1):
             result = self._generate(offered)
@@ -130,6 +140,8 @@ class Turn:
                 return outcome
             last_round = round_ == self.max_rounds
             for call, parsed in zip(calls, result.tool_calls):
+                if not last_round:  # while the user approves and the call runs
+                    self._prefill_next(offered, "tool")
                 outcome.calls.append(call)
                 if last_round:
                     self._finish(call, "skipped", ROUNDS_NOTE)
@@ -151,12 +163,13 @@ class Turn:
     # -- steps ----------------------------------------------------------------------
 
     def _offer(self) -> list[dict] | None:
-        if self.tools is None or not self.tools.catalog.tools:
-            return None
-        query = next((m["content"] for m in reversed(self.history)
-                      if m.get("role") == "user" and isinstance(m.get("content"), str)), "")
-        budget = int(self.engine.context_window * TOOL_SHARE)
-        return [t.schema for t in self.tools.catalog.offer(query, budget)]
+        return offered_tools(self.engine, self.tools, self.history)
+
+    def _prefill_next(self, offered: list[dict] | None, role: str) -> None:
+        """Let the engine prefill, in idle time, what the next request will start with:
+        the history so far and the opening of a message from ``role``."""
+        self.prefill = self.engine.prefill(self.history, replace(self.options, tools=offered),
+                                           self.chat, role=role)
 
     def _generate(self, offered: list[dict] | None) -> TurnResult:
         options = replace(self.options, tools=offered)
@@ -246,6 +259,26 @@ class Turn:
         self.tools.audit.record(server=call.server, tool=call.tool, arguments=call.arguments,
                                 decision=call.decision or "", duration_s=call.duration_s,
                                 outcome=outcome, result_bytes=size, error=error)
+
+
+def offered_tools(engine: Engine, tools: Tools | None, history: list[dict]
+                  ) -> list[dict] | None:
+    """The tool schemas a turn over ``history`` offers: those most relevant to the latest
+    user message, within the share of the context window tools may take."""
+    if tools is None or not tools.catalog.tools:
+        return None
+    query = next((m["content"] for m in reversed(history)
+                  if m.get("role") == "user" and isinstance(m.get("content"), str)), "")
+    budget = int(engine.context_window * TOOL_SHARE)
+    return [t.schema for t in tools.catalog.offer(query, budget)]
+
+
+def prefill_history(engine: Engine, history: list[dict], options: GenerationOptions,
+                    chat: ChatCache, tools: Tools | None = None) -> Prefill:
+    """Prefill a chat's history in idle time (a chat just opened from the store, or a
+    model just switched), so that its next turn prefills only the new message."""
+    offered = offered_tools(engine, tools, history)
+    return engine.prefill(history, replace(options, tools=offered), chat, role="user")
 
 
 def _schema_problem(schema: dict, arguments: dict) -> str | None:

@@ -10,7 +10,8 @@ from assistant.engine.engine import (ChatCache, Engine, Generation,  # noqa: E40
 from assistant.engine.events import (Event, Failed, Finished, TextDelta,  # noqa: E402
                                      ThinkingDelta, ToolCallParsed, TurnStats)
 from assistant.engine.model import resolve_model  # noqa: E402
+from assistant.engine.prefill import Prefill  # noqa: E402
 
 __all__ = ["ChatCache", "Engine", "Event", "Failed", "Finished", "Generation",
-           "GenerationOptions", "TextDelta", "ThinkingDelta", "ToolCallParsed", "TurnResult",
-           "TurnStats", "resolve_model"]
+           "GenerationOptions", "Prefill", "TextDelta", "ThinkingDelta", "ToolCallParsed",
+           "TurnResult", "TurnStats", "resolve_model"]

@@ -30,6 +30,7 @@ from assistant.config import DIRECT_SAMPLING, THINKING_SAMPLING, Sampling
 from assistant.engine.constrain import Grammars, ToolCallGuard
 from assistant.engine.events import (Event, Failed, Finished, TextDelta, ThinkingDelta,
                                      ToolCallParsed, TurnStats)
+from assistant.engine.prefill import Prefill, prefill_chunks
 from assistant.engine.prompt import PromptEncoder
 from assistant.engine.split import REASONING, OutputSplitter, initial_state
 from assistant.errors import ModelError
@@ -99,16 +100,17 @@ class ChatCache:
     def reset(self) -> None:
         self.kv, self.tokens = None, []
 
-    def reuse(self, model, prompt: list[int]) -> int:
-        """Keep the longest cached prefix of ``prompt``; return its length.
+    def reuse(self, model, prompt: list[int], *, leave: int = 1) -> int:
+        """Keep the longest cached prefix of ``prompt``, short of its last ``leave``
+        tokens; return its length.
 
         The template drops earlier turns' reasoning, so the cache holds tokens the new
         prompt no longer has: trim back to the common prefix rather than start over.
         """
         if self.kv is None:
             self.kv, self.tokens = make_prompt_cache(model), []
-        # At least one token must be fed to get the next token's logits.
-        common = min(common_prefix_len(self.tokens, prompt), len(prompt) - 1)
+        # A request must feed at least one token to get the next token's logits.
+        common = min(common_prefix_len(self.tokens, prompt), len(prompt) - leave)
         excess = len(self.tokens) - common
         if excess:
             if can_trim_prompt_cache(self.kv):
@@ -184,6 +186,16 @@ class _Job:
     generation: Generation
 
 
+@dataclass
+class _IdlePrefill:
+    messages: list[dict]
+    options: GenerationOptions
+    chat: ChatCache
+    role: str
+    handle: Prefill
+    progress: Callable[[int, int], None] | None
+
+
 class Engine:
     """Owns the model and the thread that runs it. Use as a context manager or ``close()``."""
 
@@ -229,6 +241,18 @@ class Engine:
                             chat if chat is not None else ChatCache(), generation))
         return generation
 
+    def prefill(self, messages: Sequence[dict], options: GenerationOptions, chat: ChatCache,
+                *, role: str = "user", progress: Callable[[int, int], None] | None = None
+                ) -> Prefill:
+        """In idle time, bring ``chat``'s cache up to what the next request will start
+        with: ``messages`` followed by a message from ``role`` (``"user"`` after a turn,
+        ``"tool"`` while a call runs), rendered with ``options``' tools and mode. Any
+        request queued meanwhile takes over between two chunks. ``progress(done, total)``
+        is called on the generation thread after each chunk."""
+        handle = Prefill()
+        self._jobs.put(_IdlePrefill(list(messages), options, chat, role, handle, progress))
+        return handle
+
     def call(self, fn: Callable[[Any, Any], Any]) -> Any:
         """Run ``fn(model, tokenizer)`` on the generation thread and return its result
         (for benchmarks and tools that need MLX on the thread that owns the model)."""
@@ -243,6 +267,10 @@ class Engine:
                 generation.cancel()
         self._jobs.put(None)
         self._thread.join()
+        while not self._jobs.empty():  # queued after the end: nobody will run them
+            job = self._jobs.get()
+            if isinstance(job, _IdlePrefill):
+                job.handle.finish("skipped")
 
     def __enter__(self) -> Engine:
         return self
@@ -260,6 +288,8 @@ class Engine:
             while (job := self._jobs.get()) is not None:
                 if isinstance(job, tuple):
                     self._call(*job)
+                elif isinstance(job, _IdlePrefill):
+                    self._prefill_idle(job)
                 else:
                     self._serve(job)
         finally:
@@ -291,6 +321,39 @@ class Engine:
             future.set_result(fn(self.model, self.tokenizer))
         except BaseException as exc:
             future.set_exception(exc)
+
+    def _prefill_idle(self, job: _IdlePrefill) -> None:
+        handle, chat = job.handle, job.chat
+
+        def busy() -> bool:  # anything queued is real work (or the end): it goes first
+            return handle.cancelled or not self._jobs.empty()
+
+        if self._load_error is not None or busy():
+            handle.finish("skipped" if self._load_error is not None
+                          else "cancelled" if handle.cancelled else "yielded")
+            return
+        try:
+            target = self.prompts.next_prefix(job.messages, job.role, tools=job.options.tools,
+                                              enable_thinking=job.options.thinking)
+        except Exception:  # the request itself will report what is wrong with the history
+            handle.finish("failed")
+            return
+        handle.target = len(target)
+        if len(target) >= self.context_window:
+            handle.finish("skipped")
+            return
+        try:
+            handle.cached = chat.reuse(self.model, target, leave=0)
+            outcome = prefill_chunks(self.model, chat, target, stop=busy,
+                                     progress=job.progress)
+        except Exception:
+            chat.reset()  # the cache may hold half a chunk
+            handle.finish("failed")
+            return
+        handle.prefilled = len(chat.tokens) - handle.cached
+        if outcome == "yielded" and handle.cancelled:
+            outcome = "cancelled"
+        handle.finish(outcome)
 
     def _serve(self, job: _Job) -> None:
         emit = job.generation._events.put

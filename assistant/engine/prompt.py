@@ -16,6 +16,7 @@ unchanged, and a prompt without control-token text in its content gets exactly t
 from __future__ import annotations
 
 import re
+from itertools import takewhile
 from typing import Sequence
 
 from assistant.tokens import TokenCounter
@@ -24,6 +25,8 @@ from assistant.tokens import TokenCounter
 _STAND_IN_TOP = 0x10FFFD
 _PRIVATE = re.compile("[\U00100000-\U0010FFFD]")
 _MARKERS = ("<think>", "</think>", "<tool_call>", "</tool_call>")
+# Two contents that differ from their first character and that no template treats apart.
+_SENTINELS = ("a", "b")
 
 
 class PromptEncoder:
@@ -65,6 +68,23 @@ class PromptEncoder:
             start = match.end()
         ids += self._plain(rendered[start:], back)
         return ids
+
+    def next_prefix(self, messages: Sequence[dict], role: str, *,
+                    tools: Sequence[dict] | None = None,
+                    enable_thinking: bool = True) -> list[int]:
+        """The ids every next prompt starts with, once a message from ``role`` follows
+        ``messages``: the history as the template will render it then (Qwen3's drops
+        earlier turns' reasoning, and the empty think block of non-thinking mode, once a
+        new user message follows), up to where that message's content begins.
+
+        Found by rendering the history with two different sentinel messages: their
+        ids agree up to the content, whatever the template does before it.
+        """
+        first, second = (
+            self.encode([*messages, {"role": role, "content": s}], tools=tools,
+                        add_generation_prompt=False, enable_thinking=enable_thinking)
+            for s in _SENTINELS)
+        return first[:sum(1 for _ in takewhile(lambda p: p[0] == p[1], zip(first, second)))]
 
     def _plain(self, text: str, back: dict[str, str]) -> list[int]:
         if not text:

@@ -198,6 +198,7 @@ class ChatApp(App):
         self.host: Any = None
         self.tools: Any = None  # chat.turn.Tools for the current chat
         self.cache: Any = None  # engine.ChatCache for the current chat
+        self.prefill: Any = None  # the chat's latest idle prefill (engine.Prefill)
         self.chat_id: int | None = None
         self.history: list[dict] = []
         self.turn: Any = None
@@ -284,6 +285,7 @@ class ChatApp(App):
             return self._model_failed(f"cannot load the model {model}: {exc}", model)
         old, self.engine, self.model_path = self.engine, engine, engine.model_path
         self.cache, self.tools, self._counter, self._engine_error = None, None, None, None
+        self.prefill = None  # it was the old engine's
         if old is not None and old in self._owned_engines:
             self._owned_engines.remove(old)
             old.close()
@@ -308,6 +310,8 @@ class ChatApp(App):
         for panel in self.query(ModelProblem):
             panel.remove()
         self._show_status()
+        if self.history:  # a model switched under an open chat: its cache is gone
+            self._prepare_history(self.chat_id)
 
     async def _show_model_problem(self, error: str, model: str) -> None:
         self.status.loading = "no model"
@@ -447,7 +451,7 @@ class ChatApp(App):
             if self._stop.is_set():
                 turn.cancel()
             outcome = turn.run()
-            self.last_stats = outcome.stats
+            self.last_stats, self.prefill = outcome.stats, turn.prefill
             if outcome.error:
                 note = f"⚠ {outcome.error.error}"
             elif outcome.finish_reason == "length":
@@ -463,6 +467,41 @@ class ChatApp(App):
                                               and outcome.finish_reason == "cancelled")
             bridge.end("⏹ stopped" if stopped and not note else note)
             self._idle.set()
+
+    @work(thread=True, exit_on_error=False, group="prefill")
+    def _prepare_history(self, chat_id: int | None) -> None:
+        """An opened chat starts with an empty cache: once the model and the servers are
+        up, prefill its history in idle time, so its next turn prefills only the new
+        message."""
+        while not (self._engine_ready.wait(0.05) and self._host_ready.wait(0.05)):
+            if self._shutting_down.is_set():
+                return
+        if self._engine_error or self._shutting_down.is_set():
+            return
+        # Imported and read here, not on the UI thread: the turn loop brings in the MCP
+        # host, and the counter reads the tokenizer.
+        import assistant.chat.turn  # noqa: F401
+
+        if self.servers:
+            self._token_counter()
+        self._ui(self._start_prefill, chat_id)
+
+    def _start_prefill(self, chat_id: int | None) -> None:
+        # On the UI thread, like sending: a turn started meanwhile has the cache.
+        if self.busy or self.chat_id != chat_id or self.cache is not None or not self.history:
+            return
+        from assistant.chat.turn import prefill_history
+        from assistant.engine import ChatCache
+
+        tools = self._chat_tools()
+        self.cache = ChatCache()
+        self.prefill = prefill_history(self.engine, self._system(tools) + self.history,
+                                       self._options(), self.cache, tools)
+
+    def _drop_prefill(self) -> None:
+        if self.prefill is not None:
+            self.prefill.cancel()
+            self.prefill = None
 
     def _options(self):
         from assistant.engine import GenerationOptions
@@ -614,6 +653,7 @@ class ChatApp(App):
         if self.busy:
             self.notify("Stop the answer first (Esc).", title="Busy")
             return
+        self._drop_prefill()
         self.chat_id, self.history, self.cache, self.tools = None, [], None, None
         await self.conversation.remove_children()
         self.status.ttft_s = self.status.decode_tps = None
@@ -639,7 +679,7 @@ class ChatApp(App):
             await self.resume(int(event.item.name))
 
     async def resume(self, chat_id: int) -> None:
-        """Open a saved chat: its messages become the history; the first turn re-prefills."""
+        """Open a saved chat: its messages become the history, prefilled in idle time."""
         if self.busy:
             self.notify("Stop the answer first (Esc).", title="Busy")
             return
@@ -652,8 +692,11 @@ class ChatApp(App):
             return
         if info is None:
             return
+        self._drop_prefill()
         self.chat_id, self.history = chat_id, [m.as_message() for m in stored]
         self.cache, self.tools = None, None
+        if self.history:
+            self._prepare_history(chat_id)
         self.thinking = self.status.thinking = info.thinking
         await self.conversation.remove_children()
         group: list = []

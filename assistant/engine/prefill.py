@@ -1,0 +1,84 @@
+"""Prefill in idle time: bring a chat's KV cache up to what its next prompt starts with.
+
+Between a chat's requests the generation thread is idle: while the user types, and while
+a tool call runs. The next prompt's start is known by then (the history as the template
+will render it next time, see ``PromptEncoder.next_prefix``), so the thread prefills it
+and the request that follows prefills only its new message. Idle work must never hold up
+a real request: it runs in short chunks and stops between any two of them as soon as
+anything else is queued, leaving the cache consistent (its token list is exactly what
+its KV entries hold) for the request to carry on from.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+import mlx.core as mx
+from mlx_lm.generate import generation_stream
+
+# A chunk is sized to take about this long, so a request queued behind idle work waits
+# about this long at most, on a fast machine or a slow one (where even a few tokens take
+# longer, the smallest chunk bounds the wait).
+CHUNK_SECONDS = 0.05
+FIRST_CHUNK = 16
+MIN_CHUNK, MAX_CHUNK = 4, 1024
+
+
+class Prefill:
+    """A handle on one idle prefill: wait for it to end, or cancel it.
+
+    ``outcome`` is ``"done"`` (the cache holds the whole prefix), ``"yielded"`` (stopped
+    for a request), ``"cancelled"``, ``"skipped"`` (nothing to do: no model, or a
+    prefix longer than the context window) or ``"failed"``. ``cached`` counts the
+    prefix tokens the cache already held; ``prefilled`` the tokens added here.
+    """
+
+    def __init__(self) -> None:
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+        self.outcome = "queued"
+        self.target = self.cached = self.prefilled = 0
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def finish(self, outcome: str) -> None:
+        self.outcome = outcome
+        self._done.set()
+
+
+def prefill_chunks(model, chat, target: list[int], *, stop: Callable[[], bool],
+                   progress: Callable[[int, int], None] | None = None) -> str:
+    """Extend ``chat`` (a ChatCache) to hold ``target``, chunk by chunk, until done or
+    ``stop()`` says a real request is waiting; return ``"done"`` or ``"yielded"``.
+
+    The model call and the evaluation are those of mlx-lm's own prefill in
+    ``generate_step``, on the same stream; the token list grows only once a chunk's KV
+    entries are computed.
+    """
+    done, size = len(chat.tokens), FIRST_CHUNK
+    with mx.stream(generation_stream):
+        while done < len(target):
+            if stop():
+                return "yielded"
+            chunk = target[done:done + size]
+            started = time.perf_counter()
+            model(mx.array(chunk)[None], cache=chat.kv)
+            mx.eval([c.state for c in chat.kv])
+            chat.tokens.extend(chunk)
+            done += len(chunk)
+            rate = len(chunk) / max(time.perf_counter() - started, 1e-6)
+            size = max(MIN_CHUNK, min(MAX_CHUNK, int(rate * CHUNK_SECONDS)))
+            if progress is not None:
+                progress(done, len(target))
+        mx.clear_cache()
+    return "done"
