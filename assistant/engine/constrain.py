@@ -1,6 +1,6 @@
 """Tool calls the model cannot get wrong: an llguidance grammar inside ``<tool_call>``.
 
-A logits processor with a lazy start. Outside a tool call it changes one logit at most:
+A logits processor with a lazy start. Outside a tool call it changes two logits at most:
 inside ``<think>`` the model cannot open ``<tool_call>``. Once it has opened one, every
 token is masked to the grammar of ``{"name": <a tool offered this turn>, "arguments":
 <that tool's input schema>}`` and the closing ``</tool_call>``; then it is free again,
@@ -9,7 +9,8 @@ so several calls in one reply stay possible.
 mlx-lm pipelines decoding: the processor for token k is called while token k-1 is
 still being computed. Outside a call, the tokens up to k-2 are known from the engine
 (``observe``) and token k-1 is handled with lazy ``mx`` operations (if it is
-``<tool_call>``, token k takes the grammar's first mask), so free text never waits.
+``<tool_call>``, token k is the grammar's one possible first token), so free text never
+waits.
 Inside a call the grammar needs token k-1: the processor first starts the model on
 token k (``mx.async_eval``), then waits for token k-1 and computes the mask on the CPU
 while the model runs, so the mask costs only what exceeds a forward pass.
@@ -72,7 +73,12 @@ class ToolGrammar:
         # The first token's mask is the same for every call: applied lazily in free text.
         first = allocate_bitmask(vocabulary.size)
         fill_bitmask(self.matcher(), first)
-        self.first_blocked = mx.array(~_allowed(first, vocabulary.size))
+        (first_tokens,) = np.nonzero(_allowed(first, vocabulary.size))
+        # The grammar starts with a newline: one token only, so free text can apply the
+        # first mask as a boost on one logit rather than an operation on all of them.
+        if len(first_tokens) != 1:
+            raise ValueError("the tool-call grammar must start with one fixed token")
+        self.first_token = int(first_tokens[0])
 
     def matcher(self):
         import llguidance
@@ -225,7 +231,6 @@ class ToolCallGuard:
         self.masked_steps = 0  # tokens chosen under the grammar's mask
         self.closed_early = 0  # calls closed early for the token limit
         self._bitmask = allocate_bitmask(vocabulary.size)
-        self._tool_call_column = mx.array(np.arange(vocabulary.size) == self.tool_call)
         self._in_string = self._escaped = self._closing = False
         self._feed = self._budget = 0
         self._generated: list[int] = []
@@ -255,15 +260,21 @@ class ToolCallGuard:
         if self.matcher is not None:
             return self._constrain(logits, self._budget - (tokens.shape[0] - self._feed))
         if not pending:  # the first token of a stream_generate: its prompt is all known
-            return mx.where(self._tool_call_column, -mx.inf, logits) if self.reasoning \
-                else logits
-        # One pass over the vocabulary: the grammar's first mask if the last token opened
-        # a call, and no call opening while the model reasons.
-        last = tokens[-1]
-        reasoning = (last == self.think) | ((last != self.think_end) & self.reasoning)
-        blocked = ((self.grammar.first_blocked & (last == self.tool_call))
-                   | (self._tool_call_column & reasoning))
-        return mx.where(blocked, -mx.inf, logits)
+            reasoning, opened = self.reasoning, False
+        else:  # free text: token k-1 is not known yet, so decide lazily
+            last = tokens[-1]
+            reasoning = (last == self.think) | ((last != self.think_end) & self.reasoning)
+            opened = last == self.tool_call
+        # Two logits change, never the whole row: no call opens while the model reasons,
+        # and right after <tool_call> the grammar's one first token is certain (a logit
+        # of 1e9 leaves every other token a probability of exactly zero).
+        if reasoning is not False:
+            logits[..., self.tool_call] = mx.where(reasoning, -mx.inf,
+                                                   logits[..., self.tool_call])
+        if opened is not False:
+            first = self.grammar.first_token
+            logits[..., first] = mx.where(opened, 1e9, logits[..., first])
+        return logits
 
     def _constrain(self, logits: mx.array, left: int) -> mx.array:
         self.masked_steps += 1
