@@ -7,10 +7,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from assistant.engine.engine import (ChatCache, Engine, Generation,  # noqa: E402
                                      GenerationOptions, TurnResult)
-from assistant.engine.events import (Event, Failed, Finished, TextDelta,  # noqa: E402
-                                     ThinkingDelta, ToolCallParsed, TurnStats)
+from assistant.engine.events import (Event, Failed, Finished, PromptReady,  # noqa: E402
+                                     TextDelta, ThinkingDelta, ToolCallParsed, TurnStats)
 from assistant.engine.model import resolve_model  # noqa: E402
 
 __all__ = ["ChatCache", "Engine", "Event", "Failed", "Finished", "Generation",
-           "GenerationOptions", "TextDelta", "ThinkingDelta", "ToolCallParsed", "TurnResult",
-           "TurnStats", "resolve_model"]
+           "GenerationOptions", "PromptReady", "TextDelta", "ThinkingDelta", "ToolCallParsed",
+           "TurnResult", "TurnStats", "resolve_model"]

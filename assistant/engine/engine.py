@@ -26,8 +26,8 @@ from mlx_lm.sample_utils import make_logits_processors, make_sampler
 from mlx_lm.utils import common_prefix_len
 
 from assistant.config import DIRECT_SAMPLING, THINKING_SAMPLING, Sampling
-from assistant.engine.events import (Event, Failed, Finished, TextDelta, ThinkingDelta,
-                                     ToolCallParsed, TurnStats)
+from assistant.engine.events import (Event, Failed, Finished, PromptReady, TextDelta,
+                                     ThinkingDelta, ToolCallParsed, TurnStats)
 from assistant.engine.prompt import PromptEncoder
 from assistant.engine.split import OutputSplitter, initial_state
 from assistant.errors import ModelError
@@ -332,6 +332,7 @@ class Engine:
                 raise _PrefillCancelled
 
         cached = chat.reuse(self.model, prompt)
+        emit(PromptReady(len(prompt), cached))
         splitter = OutputSplitter(tokenizer, initial_state(tokenizer, prompt))
         markers = self.prompts.marker_ids
         feed = prompt[cached:]
