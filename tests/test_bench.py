@@ -42,3 +42,36 @@ def test_bench_table_with_the_chat_app(fixture_model):
     for needle in ("decode tok/s", "raw mlx-lm", "app/raw", "decode floor 55 tok/s",
                    "follow-up turn", "chat app (headless)", "key pressed while streaming"):
         assert needle in result.stdout
+
+
+def test_ratios_are_medians_of_interleaved_pairs_with_their_spread(fixture_model):
+    result = subprocess.run([ASSISTANT, "bench", "--model", str(fixture_model), "--max-tokens",
+                             "8", "--long-prompt-tokens", "96", "--json", "--no-tui"],
+                            capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["repeats"] == 5  # the default: five pairs
+    worst = min(out["prompts"].values(), key=lambda p: p["ratios"]["decode_tps"]["median"])
+    for prompt in out["prompts"].values():
+        for spread in prompt["ratios"].values():
+            assert spread["pairs"] == 5
+            assert spread["min"] <= spread["median"] <= spread["max"]
+    assert out["decode_ratio"] == worst["ratios"]["decode_tps"]["median"]
+    assert out["decode_ratio_spread"] == [worst["ratios"]["decode_tps"]["min"],
+                                          worst["ratios"]["decode_tps"]["max"]]
+
+
+def test_startup_bench_times_the_real_commands(fixture_model):
+    result = subprocess.run([ASSISTANT, "bench", "--startup", "--model", str(fixture_model),
+                             "--repeats", "2", "--json"], capture_output=True, text=True,
+                            timeout=900, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["pairs"] == 2 and out["max_tokens"] == 8 and out["prompt"] == "Hello"
+    for side in ("tools", "no_tools"):
+        low, high = out[f"ask_wall_ratio_{side}_spread"]
+        assert 0 < low <= out[f"ask_wall_ratio_{side}"] <= high
+        assert len(out["walls_s"][side]) == 2
+    assert out["commands"]["raw"].endswith(
+        f"-m mlx_lm generate --model {fixture_model} --max-tokens 8 --prompt Hello")
+    assert out["commands"]["no_tools"].endswith("--no-tools Hello")

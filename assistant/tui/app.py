@@ -225,7 +225,8 @@ class ChatApp(App):
                              servers_total=len([s for s in self.servers if not s.disabled]))
         self._engine_ready = threading.Event()
         self._engine_error: str | None = None
-        self._host_ready = threading.Event()
+        self._host_ready = threading.Event()  # the host exists (its servers may still start)
+        self._servers_settled = threading.Event()  # every server is up or failed, and shown
         self._stop = threading.Event()
         self._idle = threading.Event()  # no turn worker running
         self._idle.set()
@@ -264,6 +265,7 @@ class ChatApp(App):
         self._show_store_notices()
         if not self.servers:
             self._host_ready.set()
+            self._servers_settled.set()
         # After the first frame: importing mlx and mcp holds the GIL for a while.
         self.call_after_refresh(self._start_backends)
 
@@ -369,6 +371,7 @@ class ChatApp(App):
         self._show_status()
         for line in problems:
             self.notify(line, title="MCP server failed", severity="warning", timeout=10)
+        self._servers_settled.set()
 
     def _ui(self, fn, *args) -> None:
         """Run ``fn`` on the UI thread from a worker; nothing to do once the app is gone."""
