@@ -262,6 +262,17 @@ def test_a_token_limit_never_ends_in_a_broken_character(engine, hf_tokenizer):
     assert answer.startswith(text) and len(text) > 0
 
 
+def test_a_token_limit_after_an_unused_vocabulary_row(engine):
+    # Qwen3's embedding has rows past its last token (151669-151935); a model can sample
+    # one (the fixture's random weights do), and the answer cut there must still end.
+    from scripted import force
+
+    options = GenerationOptions(thinking=False, max_tokens=3,
+                                logits_processors=[lambda tokens, logits: force(logits, 151801)])
+    events = list(engine.generate([{"role": "user", "content": "Go"}], options))
+    assert events[-1] == Finished("length"), events[-3:]
+
+
 def _is_utf8(data: bytes) -> bool:
     try:
         data.decode("utf-8")

@@ -294,7 +294,9 @@ class Engine:
 
     def _without_cut_character(self, text: str, tokens: list[int]) -> str:
         """Drop the U+FFFD that stands for a character the token limit cut in half."""
-        tail = self.prompts.counter.encoding.decode_bytes(tokens[-4:])
+        encoding = self.prompts.counter.encoding
+        # Rows of the embedding past the vocabulary have no bytes (and cut no character).
+        tail = encoding.decode_bytes([t for t in tokens[-4:] if t <= encoding.max_token_value])
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         decoder.decode(tail, final=False)
         pending, _ = decoder.getstate()
