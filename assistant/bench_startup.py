@@ -1,6 +1,12 @@
 """``assistant bench --startup``: how long ``assistant ask`` takes, start to exit,
 against ``python -m mlx_lm generate`` with the same model, prompt and token count.
 
+The raw side gets what ``ask`` gives the model by default: the app's system prompt and
+the thinking mode's sampling preset (mlx-lm alone decodes greedily, and on the tiny
+fixture an argmax is several times cheaper than top-k/top-p over 151,936 logits, which
+would be measured as start-up). The tool definitions are left out of the raw side: they
+are part of what ``ask`` with tools costs.
+
 Each side is the real command in a fresh process, as a user runs it. The three commands
 (raw mlx-lm, ``ask`` with the built-in servers, ``ask --no-tools``) run as one group,
 in an order that rotates from group to group, after one warm-up group (which also leaves
@@ -12,6 +18,7 @@ spread (see ``benchstats``).
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -27,12 +34,17 @@ SIDES = ("raw", "tools", "no_tools")
 
 
 def commands(model: Path, max_tokens: int) -> dict[str, list[str]]:
+    from assistant.config import THINKING_SAMPLING as preset
+    from assistant.prompts import load
+
     script = Path(sys.executable).with_name("assistant")
     ask = [str(script)] if script.exists() else [sys.executable, "-m", "assistant"]
     ask += ["ask", "--model", str(model), "--max-tokens", str(max_tokens), PROMPT]
     return {
         "raw": [sys.executable, "-m", "mlx_lm", "generate", "--model", str(model),
-                "--max-tokens", str(max_tokens), "--prompt", PROMPT],
+                "--max-tokens", str(max_tokens), "--system-prompt", load("system"),
+                "--temp", str(preset.temperature), "--top-p", str(preset.top_p),
+                "--top-k", str(preset.top_k), "--prompt", PROMPT],
         "tools": ask,
         "no_tools": [*ask[:-1], "--no-tools", PROMPT],
     }
@@ -82,7 +94,7 @@ def measure_startup(model: Path, *, max_tokens: int = MAX_TOKENS, pairs: int = M
         "ask_wall_s_tools": round(median(walls["tools"]), 3),
         "ask_wall_s_no_tools": round(median(walls["no_tools"]), 3),
         "walls_s": {side: [round(w, 3) for w in values] for side, values in walls.items()},
-        "commands": {side: " ".join(command) for side, command in runs.items()},
+        "commands": {side: shlex.join(command) for side, command in runs.items()},
     }
 
 

@@ -72,6 +72,7 @@ def test_startup_bench_times_the_real_commands(fixture_model):
         low, high = out[f"ask_wall_ratio_{side}_spread"]
         assert 0 < low <= out[f"ask_wall_ratio_{side}"] <= high
         assert len(out["walls_s"][side]) == 2
-    assert out["commands"]["raw"].endswith(
-        f"-m mlx_lm generate --model {fixture_model} --max-tokens 8 --prompt Hello")
+    raw = out["commands"]["raw"]
+    assert f"-m mlx_lm generate --model {fixture_model} --max-tokens 8 --system-prompt" in raw
+    assert raw.endswith("--temp 0.6 --top-p 0.95 --top-k 20 --prompt Hello")
     assert out["commands"]["no_tools"].endswith("--no-tools Hello")

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from assistant.engine import (ChatCache, Engine, Failed, Finished, GenerationOptions,
-                              TextDelta, ThinkingDelta, ToolCallParsed, TurnStats)
+                              PromptReady, TextDelta, ThinkingDelta, ToolCallParsed, TurnStats)
 from assistant.engine.engine import BUDGET_CLOSE
 from assistant.errors import ModelError
 from mlx_lm.utils import common_prefix_len
@@ -140,6 +140,17 @@ def test_cancel_in_the_middle_of_a_generation(engine, hf_tokenizer):
     assert collect(events)[1] == "Yes."
 
 
+def test_the_prompt_size_comes_first(engine, hf_tokenizer):
+    chat = ChatCache()
+    ask(engine, hf_tokenizer, "Hi", "Hello.", thinking=False, chat=chat)
+    events = ask(engine, hf_tokenizer, "Again", "Hello again.", thinking=False, chat=chat,
+                 history=[{"role": "user", "content": "Hi"},
+                          {"role": "assistant", "content": "Hello."}])
+    stats = next(e for e in events if isinstance(e, TurnStats))
+    assert events[0] == PromptReady(stats.prompt_tokens, stats.cached_tokens)
+    assert 0 < stats.cached_tokens < stats.prompt_tokens
+
+
 def test_closing_the_engine_cancels_what_is_running_and_queued(fixture_model, hf_tokenizer):
     options = GenerationOptions(thinking=False, max_tokens=2000,
                                 logits_processors=[Script(hf_tokenizer, " word" * 2000)])
@@ -147,7 +158,7 @@ def test_closing_the_engine_cancels_what_is_running_and_queued(fixture_model, hf
         engine.wait_loaded()
         running = engine.generate([{"role": "user", "content": "Go on."}], options)
         queued = engine.generate([{"role": "user", "content": "And then?"}], options)
-        first = next(iter(running))
+        first = next(e for e in running if not isinstance(e, PromptReady))
         assert isinstance(first, TextDelta)
     # close() has returned: both ended as cancelled, long before 2,000 tokens.
     rest = list(running)

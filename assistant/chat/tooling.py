@@ -1,10 +1,13 @@
-"""Putting the MCP side together for a front end: servers, offer, consent, audit."""
+"""Putting the MCP side together for a front end: servers, offer, consent, audit.
+
+Importing this module loads neither the MCP SDK nor the model's libraries (the turn
+loop and mlx come with ``make_tools``), so ``assistant tools`` starts quickly."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from assistant.chat.turn import Tools
 from assistant.config import Settings, paths
 from assistant.mcp.approval import Approvals, ApprovalStore, Approver
 from assistant.mcp.audit import AuditLog
@@ -13,6 +16,9 @@ from assistant.mcp.config import ServerConfig, load_servers
 from assistant.mcp.host import McpHost
 from assistant.mcp.toolcache import ToolListCache
 from assistant.tokens import TokenCounter
+
+if TYPE_CHECKING:
+    from assistant.chat.turn import Tools
 
 
 def configured_servers(settings: Settings, mcp_config: Path | None = None
@@ -37,6 +43,8 @@ def start_host(servers: list[ServerConfig], *, wait: bool = True,
 
 def make_tools(host: McpHost, servers: list[ServerConfig], counter: TokenCounter,
                approve: Approver) -> Tools:
+    from assistant.chat.turn import Tools
+
     trusted = {s.name for s in servers if s.trust}
     return Tools(host=host, catalog=Catalog(host.tools(), counter.count),
                  approvals=Approvals(ApprovalStore(), trusted), approve=approve,
