@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 

@@ -29,7 +29,8 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def imported(*args: str, input: bytes | None = None) -> tuple[list[str], subprocess.CompletedProcess]:
+def imported(*args: str, input: bytes | None = None
+             ) -> tuple[list[str], subprocess.CompletedProcess]:
     result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
                             input=input, stdin=None if input else subprocess.DEVNULL,
                             timeout=300, env=os.environ.copy())
