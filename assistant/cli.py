@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 
@@ -87,12 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure TTFT, prefill and decode speed of the app against raw "
                     "mlx_lm.stream_generate, same model, prompts and token counts, in one run.")
     bench.add_argument("--model", help="Hugging Face repo id or local model directory")
-    bench.add_argument("--max-tokens", type=_positive, default=128,
-                       help="tokens decoded per run (default 128)")
+    bench.add_argument("--max-tokens", type=_positive,
+                       help="tokens decoded per run (default 128; 8 with --startup)")
     bench.add_argument("--long-prompt-tokens", type=_positive, default=1024,
                        help="length of the long prompt (default 1024)")
-    bench.add_argument("--repeats", type=_positive, default=3,
-                       help="runs of each side, interleaved; the best is kept (default 3)")
+    bench.add_argument("--repeats", type=_positive, default=5,
+                       help="interleaved app/raw pairs; the median of the per-pair ratios "
+                            "and their spread are reported (default 5)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--tool-calls", type=_positive, metavar="N",
                        help="instead: N tool-call trials over the built-in tools, constrained "
@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-tui", action="store_true",
                        help="skip the chat app's figures (headless decode, key latency, "
                             "start-up in tmux)")
+    bench.add_argument("--startup", action="store_true",
+                       help="time the whole `assistant ask` command (with the built-in "
+                            "servers and with --no-tools) against `python -m mlx_lm "
+                            "generate`, start to exit, each in a fresh process")
 
     from assistant import cli_tools
 
@@ -192,14 +196,38 @@ def read_prompt(arg: str | None) -> str:
 
 
 def ask(args, settings) -> int:
-    from assistant.chat.tooling import (configured_servers, make_tools, server_noise,
-                                        server_problems, start_host)
+    """One answer on stdout. Nothing the run does not use is imported or started: without
+    tools no MCP code at all; with tools, a server whose tool list is known from an
+    earlier run starts only if the model calls one of its tools, and the others come up
+    while the model loads."""
+    prompt = read_prompt(args.prompt)
+    servers, problems = ([], []) if args.no_tools else _configured_servers(settings,
+                                                                           args.mcp_config)
+    for line in problems:
+        print(f"assistant: warning: {line}", file=sys.stderr)
+    host = None
+    if servers:  # before the model: a server never seen before starts while it loads
+        from assistant.chat.tooling import start_host
+
+        host = start_host(servers, wait=False, lazy=True)
+    try:
+        return _answer(args, settings, prompt, host)
+    finally:
+        if host is not None:
+            host.close()
+
+
+def _configured_servers(settings, mcp_config):
+    from assistant.chat.tooling import configured_servers
+
+    return configured_servers(settings, mcp_config)
+
+
+def _answer(args, settings, prompt: str, host) -> int:
     from assistant.chat.turn import Turn
     from assistant.engine import ChatCache, Engine, GenerationOptions, resolve_model
     from assistant.prompts import load as load_prompt
-    from assistant.tokens import counter_for
 
-    prompt = read_prompt(args.prompt)
     thinking = settings.thinking if args.thinking is None else args.thinking
     system = load_prompt("system") if args.system is None else args.system
     options = GenerationOptions(
@@ -211,23 +239,24 @@ def ask(args, settings) -> int:
         seed=args.seed,
         constrain_tool_calls=settings.constrained_tool_calls and not args.no_constrain,
     )
-    servers, problems = ([], []) if args.no_tools else configured_servers(settings,
-                                                                          args.mcp_config)
-    for line in problems:
-        print(f"assistant: warning: {line}", file=sys.stderr)
-
     model_path = resolve_model(args.model or settings.model)
+    reported: set[str] = set()
     with Engine(model_path, context_limit=settings.context_limit,
-                tool_calls=bool(servers) and options.constrain_tool_calls) as engine, \
-            closing(start_host(servers)) as host:
-        for line in server_problems(host):
-            print(f"assistant: warning: {line}", file=sys.stderr)
+                tool_calls=host is not None and options.constrain_tool_calls) as engine:
         engine.wait_loaded()
         tools = None
-        if host.tools():
-            tools = make_tools(host, servers, counter_for(model_path),
-                               _terminal_approver(args.allow_tools, args.prompt in (None, "-")))
-            system = "\n\n".join(p for p in (system, load_prompt("tools")) if p)
+        if host is not None:
+            from assistant.chat.tooling import make_tools
+            from assistant.tokens import counter_for
+
+            host.wait_for_tools()  # only servers never seen before hold the prompt
+            reported = _warn_failed(host, reported)
+            if host.tools():
+                tools = make_tools(host, [s.config for s in host.servers.values()],
+                                   counter_for(model_path),
+                                   _terminal_approver(args.allow_tools,
+                                                      args.prompt in (None, "-")))
+                system = "\n\n".join(p for p in (system, load_prompt("tools")) if p)
         messages = ([{"role": "system", "content": system}] if system else [])
         messages.append({"role": "user", "content": prompt})
         printer = _Printer(args.json, args.show_thinking)
@@ -240,12 +269,29 @@ def ask(args, settings) -> int:
             turn.cancel()  # the engine stops at its next token; closing waits for it
             print(file=sys.stderr)
             return EXIT_INTERRUPTED
+    if host is not None:
+        from assistant.chat.tooling import server_noise
+
+        _warn_failed(host, reported)
         for line in server_noise(host):
             print(f"assistant: warning: {line}", file=sys.stderr)
 
     if outcome.error:
         print(f"assistant: {outcome.error.error}", file=sys.stderr)
         return EXIT_FAILED if outcome.error.kind == "error" else 2
+    return _print_outcome(args, options, outcome, printer, model_path)
+
+
+def _warn_failed(host, reported: set[str]) -> set[str]:
+    """Say once per server that it did not start; return the names said so far."""
+    from assistant.chat.tooling import server_problems
+
+    for line in server_problems(host, reported):
+        print(f"assistant: warning: {line}", file=sys.stderr)
+    return reported | {s.config.name for s in host.servers.values() if s.status == "failed"}
+
+
+def _print_outcome(args, options, outcome, printer, model_path) -> int:
     if args.json:
         print(json.dumps({
             "answer": outcome.text,

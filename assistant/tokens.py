@@ -17,6 +17,7 @@ from pathlib import Path
 
 import tiktoken
 
+from assistant import tokencache
 from assistant.text import scrub
 
 # The Qwen2/Qwen3 split pattern, used when tokenizer.json does not carry one.
@@ -57,29 +58,44 @@ def _split_pattern(pre_tokenizer: dict | None) -> str:
     return QWEN_PATTERN
 
 
+def _tables(tokenizer_json: Path) -> tokencache.Tables:
+    """The ranks, special tokens and split pattern, read from ``tokenizer.json``."""
+    data = json.loads(Path(tokenizer_json).read_text(encoding="utf-8"))
+    model = data["model"]
+    if model.get("type") != "BPE":
+        raise ValueError(f"{tokenizer_json}: not a BPE tokenizer")
+    special = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
+    decode = _byte_decoder()
+    ranks = {
+        bytes(decode[ch] for ch in token): rank
+        for token, rank in model["vocab"].items()
+        if token not in special
+    }
+    normalizer = data.get("normalizer") or {}
+    return tokencache.Tables(ranks, special, _split_pattern(data.get("pre_tokenizer")),
+                             normalizer.get("type") == "NFC")
+
+
 class TokenCounter:
     """Encodes and counts text with the model's vocabulary, at tiktoken speed."""
 
-    def __init__(self, tokenizer_json: Path):
-        data = json.loads(Path(tokenizer_json).read_text(encoding="utf-8"))
-        model = data["model"]
-        if model.get("type") != "BPE":
-            raise ValueError(f"{tokenizer_json}: not a BPE tokenizer")
-        special = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
-        decode = _byte_decoder()
-        ranks = {
-            bytes(decode[ch] for ch in token): rank
-            for token, rank in model["vocab"].items()
-            if token not in special
-        }
-        normalizer = data.get("normalizer") or {}
-        self._nfc = normalizer.get("type") == "NFC"
-        self.special_tokens: dict[str, int] = special
+    def __init__(self, tokenizer_json: Path, *, cache_dir: Path | None = None):
+        """With ``cache_dir``, the tables come from there when this very file was read
+        before (see ``tokencache``)."""
+        tokenizer_json = Path(tokenizer_json)
+        kept = tokencache.cache_file(cache_dir, tokenizer_json) if cache_dir else None
+        tables = tokencache.read(kept) if kept else None
+        if tables is None:
+            tables = _tables(tokenizer_json)
+            if kept:
+                tokencache.write(kept, tables)
+        self._nfc = tables.nfc
+        self.special_tokens: dict[str, int] = tables.special
         self.encoding = tiktoken.Encoding(
             name=f"hf:{tokenizer_json}",
-            pat_str=_split_pattern(data.get("pre_tokenizer")),
-            mergeable_ranks=ranks,
-            special_tokens=special,
+            pat_str=tables.pattern,
+            mergeable_ranks=tables.ranks,
+            special_tokens=tables.special,
         )
 
     def encode(self, text: str) -> list[int]:
@@ -106,5 +122,9 @@ class TokenCounter:
 
 @lru_cache(maxsize=4)
 def counter_for(model_dir: Path) -> TokenCounter:
-    """The counter for a model directory, built once per process."""
-    return TokenCounter(Path(model_dir) / "tokenizer.json")
+    """The counter for a model directory, built once per process (and its tables once
+    per tokenizer file)."""
+    from assistant.config import paths
+
+    return TokenCounter(Path(model_dir) / "tokenizer.json",
+                        cache_dir=paths().cache_dir / "tokenizers")

@@ -93,3 +93,37 @@ def test_tool_call_bench_without_the_grammar(fixture_model):
     assert result.returncode == 0, result.stderr
     assert "valid calls, unconstrained" in result.stdout
     assert "constrained " not in result.stdout.replace("unconstrained", "")
+
+
+def test_ratios_are_medians_of_interleaved_pairs_with_their_spread(fixture_model):
+    result = subprocess.run([ASSISTANT, "bench", "--model", str(fixture_model), "--max-tokens",
+                             "8", "--long-prompt-tokens", "96", "--json", "--no-tui"],
+                            capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["repeats"] == 5  # the default: five pairs
+    worst = min(out["prompts"].values(), key=lambda p: p["ratios"]["decode_tps"]["median"])
+    for prompt in out["prompts"].values():
+        for spread in prompt["ratios"].values():
+            assert spread["pairs"] == 5
+            assert spread["min"] <= spread["median"] <= spread["max"]
+    assert out["decode_ratio"] == worst["ratios"]["decode_tps"]["median"]
+    assert out["decode_ratio_spread"] == [worst["ratios"]["decode_tps"]["min"],
+                                          worst["ratios"]["decode_tps"]["max"]]
+
+
+def test_startup_bench_times_the_real_commands(fixture_model):
+    result = subprocess.run([ASSISTANT, "bench", "--startup", "--model", str(fixture_model),
+                             "--repeats", "2", "--json"], capture_output=True, text=True,
+                            timeout=900, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["pairs"] == 2 and out["max_tokens"] == 8 and out["prompt"] == "Hello"
+    for side in ("tools", "no_tools"):
+        low, high = out[f"ask_wall_ratio_{side}_spread"]
+        assert 0 < low <= out[f"ask_wall_ratio_{side}"] <= high
+        assert len(out["walls_s"][side]) == 2
+    raw = out["commands"]["raw"]
+    assert f"-m mlx_lm generate --model {fixture_model} --max-tokens 8 --system-prompt" in raw
+    assert raw.endswith("--temp 0.6 --top-p 0.95 --top-k 20 --prompt Hello")
+    assert out["commands"]["no_tools"].endswith("--no-tools Hello")

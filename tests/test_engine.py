@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from assistant.engine import (ChatCache, Engine, Failed, Finished, GenerationOptions,
-                              TextDelta, ThinkingDelta, ToolCallParsed, TurnStats)
+                              PromptReady, TextDelta, ThinkingDelta, ToolCallParsed, TurnStats)
 from assistant.engine.engine import BUDGET_CLOSE
 from assistant.errors import ModelError
 from mlx_lm.utils import common_prefix_len
@@ -140,6 +140,17 @@ def test_cancel_in_the_middle_of_a_generation(engine, hf_tokenizer):
     assert collect(events)[1] == "Yes."
 
 
+def test_the_prompt_size_comes_first(engine, hf_tokenizer):
+    chat = ChatCache()
+    ask(engine, hf_tokenizer, "Hi", "Hello.", thinking=False, chat=chat)
+    events = ask(engine, hf_tokenizer, "Again", "Hello again.", thinking=False, chat=chat,
+                 history=[{"role": "user", "content": "Hi"},
+                          {"role": "assistant", "content": "Hello."}])
+    stats = next(e for e in events if isinstance(e, TurnStats))
+    assert events[0] == PromptReady(stats.prompt_tokens, stats.cached_tokens)
+    assert 0 < stats.cached_tokens < stats.prompt_tokens
+
+
 def test_closing_the_engine_cancels_what_is_running_and_queued(fixture_model, hf_tokenizer):
     options = GenerationOptions(thinking=False, max_tokens=2000,
                                 logits_processors=[Script(hf_tokenizer, " word" * 2000)])
@@ -147,7 +158,7 @@ def test_closing_the_engine_cancels_what_is_running_and_queued(fixture_model, hf
         engine.wait_loaded()
         running = engine.generate([{"role": "user", "content": "Go on."}], options)
         queued = engine.generate([{"role": "user", "content": "And then?"}], options)
-        first = next(iter(running))
+        first = next(e for e in running if not isinstance(e, PromptReady))
         assert isinstance(first, TextDelta)
     # close() has returned: both ended as cancelled, long before 2,000 tokens.
     rest = list(running)
@@ -260,6 +271,17 @@ def test_a_token_limit_never_ends_in_a_broken_character(engine, hf_tokenizer):
     assert events[-1] == Finished("length")
     assert "\ufffd" not in text
     assert answer.startswith(text) and len(text) > 0
+
+
+def test_a_token_limit_after_an_unused_vocabulary_row(engine):
+    # Qwen3's embedding has rows past its last token (151669-151935); a model can sample
+    # one (the fixture's random weights do), and the answer cut there must still end.
+    from scripted import force
+
+    options = GenerationOptions(thinking=False, max_tokens=3,
+                                logits_processors=[lambda tokens, logits: force(logits, 151801)])
+    events = list(engine.generate([{"role": "user", "content": "Go"}], options))
+    assert events[-1] == Finished("length"), events[-3:]
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -68,3 +68,29 @@ def test_count_and_round_trip(counter):
 
 def test_counter_is_built_once_per_model(fixture_model):
     assert counter_for(fixture_model) is counter_for(fixture_model)
+
+
+@pytest.mark.parametrize("damage", ["bit flipped", "cut short", "garbage", "empty"])
+def test_tables_kept_between_runs_give_the_same_ids(fixture_model, hf_tokenizer, tmp_path,
+                                                   monkeypatch, damage):
+    from assistant import tokens
+
+    tokenizer_json, kept_dir = fixture_model / "tokenizer.json", tmp_path / "tables"
+    TokenCounter(tokenizer_json, cache_dir=kept_dir)  # parses the JSON, keeps the tables
+    (kept,) = kept_dir.iterdir()
+    data = kept.read_bytes()
+
+    def no_json(path):
+        raise AssertionError("tokenizer.json parsed again")
+
+    with monkeypatch.context() as m:
+        m.setattr(tokens, "_tables", no_json)
+        again = TokenCounter(tokenizer_json, cache_dir=kept_dir)
+    kept.write_bytes({"bit flipped": data[:-100] + bytes([data[-100] ^ 1]) + data[-99:],
+                      "cut short": data[:len(data) // 2], "garbage": b"\0" * 1000,
+                      "empty": b""}[damage])
+    repaired = TokenCounter(tokenizer_json, cache_dir=kept_dir)  # never trusts a damaged file
+    for counter in (again, repaired):
+        for text in CORPUS:
+            assert counter.encode(text) == hf_tokenizer.encode(text, add_special_tokens=False)
+    assert kept.read_bytes() == data  # and it is written afresh

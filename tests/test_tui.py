@@ -34,7 +34,8 @@ async def until(pilot, condition, timeout: float = 30.0) -> None:
 async def running(app):
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            await until(pilot, lambda: app._engine_ready.is_set() and app._host_ready.is_set())
+            await until(pilot, lambda: app._engine_ready.is_set()
+                        and app._servers_settled.is_set())
             yield pilot
             await pilot.press("ctrl+q")
     finally:
@@ -81,6 +82,24 @@ async def test_plain_answer_streams_renders_and_is_stored(engine, hf_tokenizer):
         assert app.clipboard == "print('hi')\n"
         out = app.action_export()
         assert "print('hi')" in out.read_text() and "## You" in out.read_text()
+
+
+async def test_context_figure_moves_while_the_answer_streams(engine, hf_tokenizer):
+    app = app_for(engine, Script(hf_tokenizer, "word " * 30))
+    shown = []  # the bar's context figure when each round's statistics arrive
+    show_stats = app._show_stats
+
+    def record(stats) -> None:
+        shown.append(app.status.context_used)
+        show_stats(stats)
+
+    app._show_stats = record
+    async with running(app) as pilot:
+        await send(pilot, "Hello")
+        stats = app.last_stats[-1]
+        # Already the prompt and most of the answer before the exact count came.
+        assert stats.prompt_tokens < shown[0] <= stats.prompt_tokens + stats.generated_tokens
+        assert app.status.context_used == stats.prompt_tokens + stats.generated_tokens
 
 
 async def test_thinking_folds_when_the_answer_starts(engine, hf_tokenizer):

@@ -15,8 +15,6 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
-import jsonschema
-
 from assistant.engine import (ChatCache, Engine, Event, Failed, GenerationOptions, Prefill,
                               ToolCallParsed, TurnResult, TurnStats)
 from assistant.mcp.approval import ApprovalRequest, Approvals, Approver
@@ -282,6 +280,8 @@ def prefill_history(engine: Engine, history: list[dict], options: GenerationOpti
 
 
 def _schema_problem(schema: dict, arguments: dict) -> str | None:
+    import jsonschema  # only a turn that calls a tool needs it
+
     try:
         error = jsonschema.exceptions.best_match(
             jsonschema.validators.validator_for(schema)(schema).iter_errors(arguments))

@@ -1,17 +1,31 @@
-"""The model side of the app: loading, the generation thread, typed events."""
+"""The model side of the app: loading, the generation thread, typed events.
 
+The names below load on first use: finding a model (``engine.model``) or reading the
+events needs neither mlx nor mlx-lm, which take a second or more to import.
+"""
+
+import importlib
 import os
 
 # transformers warns on stderr when torch is absent; only its tokenizers are used here.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from assistant.engine.engine import (ChatCache, Engine, Generation,  # noqa: E402
-                                     GenerationOptions, TurnResult)
-from assistant.engine.events import (Event, Failed, Finished, TextDelta,  # noqa: E402
-                                     ThinkingDelta, ToolCallParsed, TurnStats)
-from assistant.engine.model import resolve_model  # noqa: E402
-from assistant.engine.prefill import Prefill  # noqa: E402
+_WHERE = {
+    "ChatCache": "engine", "Engine": "engine", "Generation": "engine",
+    "GenerationOptions": "engine", "TurnResult": "engine",
+    "Event": "events", "Failed": "events", "Finished": "events", "PromptReady": "events",
+    "TextDelta": "events", "ThinkingDelta": "events", "ToolCallParsed": "events",
+    "TurnStats": "events",
+    "Prefill": "prefill",
+    "resolve_model": "model",
+}
 
-__all__ = ["ChatCache", "Engine", "Event", "Failed", "Finished", "Generation",
-           "GenerationOptions", "Prefill", "TextDelta", "ThinkingDelta", "ToolCallParsed",
-           "TurnResult", "TurnStats", "resolve_model"]
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

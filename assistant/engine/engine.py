@@ -28,8 +28,8 @@ from mlx_lm.utils import common_prefix_len
 
 from assistant.config import DIRECT_SAMPLING, THINKING_SAMPLING, Sampling
 from assistant.engine.constrain import Grammars, ToolCallGuard
-from assistant.engine.events import (Event, Failed, Finished, TextDelta, ThinkingDelta,
-                                     ToolCallParsed, TurnStats)
+from assistant.engine.events import (Event, Failed, Finished, PromptReady, TextDelta,
+                                     ThinkingDelta, ToolCallParsed, TurnStats)
 from assistant.engine.prefill import Prefill, prefill_chunks
 from assistant.engine.prompt import PromptEncoder
 from assistant.engine.split import REASONING, OutputSplitter, initial_state
@@ -385,7 +385,9 @@ class Engine:
 
     def _without_cut_character(self, text: str, tokens: list[int]) -> str:
         """Drop the U+FFFD that stands for a character the token limit cut in half."""
-        tail = self.prompts.counter.encoding.decode_bytes(tokens[-4:])
+        encoding = self.prompts.counter.encoding
+        # Rows of the embedding past the vocabulary have no bytes (and cut no character).
+        tail = encoding.decode_bytes([t for t in tokens[-4:] if t <= encoding.max_token_value])
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         decoder.decode(tail, final=False)
         pending, _ = decoder.getstate()
@@ -424,6 +426,7 @@ class Engine:
                 raise _PrefillCancelled
 
         cached = chat.reuse(self.model, prompt)
+        emit(PromptReady(len(prompt), cached))
         splitter = OutputSplitter(tokenizer, initial_state(tokenizer, prompt))
         markers = self.prompts.marker_ids
         feed = prompt[cached:]

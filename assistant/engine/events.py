@@ -1,14 +1,23 @@
 """What the engine streams back for one generation: frozen, typed events.
 
 Every front end (CLI, TUI, benchmarks, tests) reads the same stream. A generation
-always ends with exactly one ``Finished`` or ``Failed``; ``TurnStats`` comes just
-before ``Finished``.
+that runs starts with ``PromptReady`` and always ends with exactly one ``Finished`` or
+``Failed``; ``TurnStats`` comes just before ``Finished``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class PromptReady:
+    """The prompt is templated and matched against the cache; prefill starts. Lets a
+    front end show the context in use while the answer streams, not only at its end."""
+
+    prompt_tokens: int
+    cached_tokens: int
 
 
 @dataclass(frozen=True)
@@ -68,4 +77,4 @@ class Failed:
     kind: Literal["context", "model", "error"] = "error"
 
 
-Event = ThinkingDelta | TextDelta | ToolCallParsed | TurnStats | Finished | Failed
+Event = PromptReady | ThinkingDelta | TextDelta | ToolCallParsed | TurnStats | Finished | Failed

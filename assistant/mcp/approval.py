@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from assistant.config import paths
-from assistant.mcp.host import ToolInfo
+from assistant.mcp.toolinfo import ToolInfo
 
 Choice = Literal["once", "chat", "always", "deny", "never"]
 Policy = Literal["allow", "deny", "ask"]

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from assistant.mcp.host import ToolInfo
+from assistant.mcp.toolinfo import ToolInfo
 
 TOOL_SHARE = 0.25  # of the context window, at most, for tool definitions
 

@@ -8,12 +8,21 @@ in parallel, a few at a time; one that fails is reported and skipped while the o
 A server's stderr goes to its own log file, never to the screen (see ``stdio``). Text
 crosses this boundary only as valid Unicode: arguments going out and results coming in are
 scrubbed, since one lone surrogate makes the SDK's writer drop the whole connection.
+
+Start-up costs the user nothing it need not. The SDK is imported on the host's thread
+(``session``) and only once a server starts; our own servers run in this process
+(``inprocess``); a server whose tool list is known from an earlier run (``toolcache``) is
+offered with that list at once: only a server never seen before is waited for before the
+first prompt. With ``lazy`` (one-shot commands) such a server is not even started until a
+tool of it is called, unless its list is older than ``LAZY_MAX_AGE_S``: importing the SDK
+holds the GIL for most of a second that the model's loading needs. A call to a server not
+up yet waits for its start, which has the start-up limit. When a server answers, its
+fresh list replaces the cached one, and ``revision`` moves if the tools changed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import time
@@ -22,17 +31,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mcp_types as types
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
-
 from assistant.mcp.config import ServerConfig
-from assistant.mcp.stdio import ServerIO, ServerLog, about, stdio_transport
-from assistant.text import scrub, scrub_data
+from assistant.mcp.toolcache import ToolListCache
+from assistant.mcp.toolinfo import CallResult, ToolInfo
+
+__all__ = ["CallResult", "McpHost", "ServerState", "ToolInfo"]
 
 # A handshake has its own limit, never a server's call timeout: a Python server spends
 # 2-4 s importing the SDK on a loaded 2-core machine, an npx server may first download.
@@ -42,29 +45,28 @@ SHUTDOWN_TIMEOUT = 15.0
 # than cores only stretch every handshake (33 at once all missed a 20 s limit), so each
 # core takes one at a time; the handshake clock runs from when a server gets its turn.
 START_AT_ONCE = max(2, os.cpu_count() or 2)
-
-
-@dataclass(frozen=True)
-class ToolInfo:
-    server: str
-    name: str  # the server's own name for the tool
-    description: str
-    input_schema: dict
-    read_only: bool | None  # the server's annotations: claims, not facts
-    destructive: bool | None
+# A cached list older than this is checked at start-up even by a one-shot command.
+LAZY_MAX_AGE_S = 24 * 3600.0
 
 
 @dataclass
 class ServerState:
     config: ServerConfig
-    status: str = "starting"  # starting | ready | failed | disabled | stopped
+    # idle (tools known from an earlier run, not started until called) | starting |
+    # ready | failed | disabled | stopped
+    status: str = "starting"
     error: str | None = None
     tools: list[ToolInfo] = field(default_factory=list)
+    cached: bool = False  # ``tools`` is the list from an earlier run, not yet confirmed
+    in_process: bool = False  # one of ours, run in this process
     startup_s: float | None = None
     log_file: Path | None = None
-    client: Client | None = field(default=None, repr=False)
+    client: object | None = field(default=None, repr=False)  # mcp.Client, once ready
     stop: asyncio.Event | None = field(default=None, repr=False)
-    io: ServerIO | None = field(default=None, repr=False)
+    io: object | None = field(default=None, repr=False)  # stdio.ServerIO
+    # Set once the start is over, whatever its outcome: one for threads, one for the loop.
+    settled: threading.Event = field(default_factory=threading.Event, repr=False)
+    started: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
     def bad_lines(self) -> int:
@@ -72,41 +74,73 @@ class ServerState:
         return self.io.bad_lines if self.io else 0
 
 
-@dataclass(frozen=True)
-class CallResult:
-    text: str  # everything the server returned, as text
-    error: str | None  # set when the call failed or the tool reported an error
-    duration_s: float
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
 class McpHost:
     def __init__(self, servers: list[ServerConfig], *, log_dir: Path,
-                 startup_timeout: float = STARTUP_TIMEOUT):
+                 startup_timeout: float = STARTUP_TIMEOUT,
+                 tool_cache: ToolListCache | None = None):
         self.log_dir = log_dir
         self.startup_timeout = startup_timeout
+        self.cache = tool_cache
         self.servers: dict[str, ServerState] = {
             s.name: ServerState(s, status="disabled" if s.disabled else "starting")
             for s in servers}
+        self._ages: dict[str, float] = {}  # seconds since each cached list was written
+        for state in self.servers.values():
+            cached = tool_cache.get(state.config) if tool_cache and state.status == "starting" \
+                else None
+            if cached is not None:
+                state.tools, state.cached = cached, True
+                self._ages[state.config.name] = tool_cache.age_s(state.config)
+            if state.status != "starting":
+                self._settle(state)
+        self.revision = 0  # moves whenever the tools on offer change
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="mcp-host",
-                                         daemon=True)
-        self._owners: list[asyncio.Task] = []
+                                        daemon=True)
+        self._owners: dict[str, asyncio.Task] = {}
         self._starting: asyncio.Semaphore | None = None
+        self._session = None  # the module that speaks to the SDK, once imported
         self._closed = False
 
     # -- synchronous API --------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start every enabled server in parallel; return when each is ready or failed."""
+    def start(self, wait: bool = True, lazy: bool = False) -> None:
+        """Start every enabled server in parallel. With ``wait``, return when each is
+        ready or failed; without, at once (see ``wait_for_tools``). With ``lazy``, a
+        server whose tool list is cached (and recent) starts when a tool of it is called."""
+        if lazy and not wait:
+            for state in self.servers.values():
+                if state.cached and self._ages.get(state.config.name, 1e99) < LAZY_MAX_AGE_S:
+                    state.status = "idle"
         self._thread.start()
-        self._run(self._start_all())
+        future = asyncio.run_coroutine_threadsafe(self._start_all(), self._loop)
+        if wait:
+            future.result()
+            self.wait_all()
 
     def tools(self) -> list[ToolInfo]:
-        return [t for s in self.servers.values() if s.status == "ready" for t in s.tools]
+        """The tools to offer: those of ready servers, and the cached lists of servers
+        not up yet."""
+        return [t for s in list(self.servers.values())
+                if s.status == "ready" or (s.status in ("idle", "starting") and s.cached)
+                for t in s.tools]
+
+    def wait_for_tools(self, timeout: float | None = None) -> bool:
+        """Wait until every server that has no cached list has started or failed, so
+        ``tools()`` is complete; False if ``timeout`` ran out first."""
+        return self._wait([s for s in self.servers.values() if not s.cached], timeout)
+
+    def wait_all(self, timeout: float | None = None) -> bool:
+        """Wait until every server has started or failed (idle ones aside)."""
+        return self._wait([s for s in self.servers.values() if s.status != "idle"], timeout)
+
+    def _wait(self, states: list[ServerState], timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for state in states:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not state.settled.wait(left):
+                return False
+        return True
 
     def call(self, server: str, tool: str, arguments: dict, timeout: float | None = None
              ) -> CallResult:
@@ -119,7 +153,8 @@ class McpHost:
                                                 self._loop)
 
     def close(self) -> None:
-        """Stop every server (stdin closed, then SIGTERM, then SIGKILL) and the loop."""
+        """Stop every server (stdin closed, then SIGTERM, then SIGKILL) and the loop.
+        A server still in its handshake is abandoned at once."""
         if self._closed:
             return
         self._closed = True
@@ -147,71 +182,68 @@ class McpHost:
     # -- on the host loop ---------------------------------------------------------------
 
     async def _start_all(self) -> None:
-        starting = [s for s in self.servers.values() if s.status == "starting"]
-        ready = [asyncio.Event() for _ in starting]
-        self._starting = asyncio.Semaphore(START_AT_ONCE)
-        for state, event in zip(starting, ready):
-            state.stop = asyncio.Event()
-            self._owners.append(asyncio.create_task(self._own(state, event),
-                                                    name=f"mcp:{state.config.name}"))
-        await asyncio.gather(*(event.wait() for event in ready))
+        for state in [s for s in self.servers.values() if s.status == "starting"]:
+            self._begin(state)
 
-    async def _own(self, state: ServerState, ready: asyncio.Event) -> None:
-        config = state.config
+    def _begin(self, state: ServerState) -> None:
+        """Start one server's owner task (on the loop; the first imports the SDK)."""
+        if self._closed or state.config.name in self._owners:
+            return
+        if self._session is None:
+            from assistant.mcp import session  # the SDK: most of a second, on this thread
+
+            self._session = session
+            self._starting = asyncio.Semaphore(START_AT_ONCE)
+        state.status = "starting"
+        state.stop = asyncio.Event()
+        self._owners[state.config.name] = asyncio.create_task(
+            self._own(state), name=f"mcp:{state.config.name}")
+
+    async def _own(self, state: ServerState) -> None:
+        config, session = state.config, self._session
         try:
             async with AsyncExitStack() as stack:
                 async with self._starting:
                     started = time.perf_counter()
                     async with asyncio.timeout(self.startup_timeout):
-                        client = await stack.enter_async_context(Client(
-                            # Requests of the handshake get the start-up limit; each
-                            # call passes the server's own timeout.
-                            self._transport(state, stack),
-                            read_timeout_seconds=self.startup_timeout,
-                            client_info=types.Implementation(name="assistant", version="0.1")))
-                        state.tools = await self._list_tools(client, config.name)
+                        client = await session.connect(state, stack, self.log_dir,
+                                                       self.startup_timeout)
+                        fresh = await session.list_tools(client, config.name)
                     state.startup_s = time.perf_counter() - started
+                self._confirm(state, fresh)
                 state.client, state.status = client, "ready"
-                ready.set()
+                self._settle(state)
                 await state.stop.wait()
                 state.client = None
         except Exception as exc:  # any way a server can fail to start or die
             state.client = None
             if state.status != "stopped":
+                if state.status == "starting" and state.cached:
+                    self._forget(state)
                 state.status = "failed"
-                state.error = state.error or _describe_start_failure(
+                state.error = state.error or session.describe_start_failure(
                     exc, config, self.startup_timeout)
         finally:
-            ready.set()
+            self._settle(state)
 
-    def _transport(self, state: ServerState, stack: AsyncExitStack):
-        config = state.config
-        if config.url:
-            http = create_mcp_http_client(headers=config.headers or None)
-            stack.push_async_callback(http.aclose)
-            return streamable_http_client(config.url, http_client=http)
-        state.log_file = self.log_dir / f"mcp-{config.name}.log"
-        state.io = ServerIO(ServerLog(state.log_file))
-        params = StdioServerParameters(command=config.command, args=list(config.args),
-                                       env=config.env or None, cwd=config.cwd)
-        return stdio_transport(params, state.io)
+    def _confirm(self, state: ServerState, fresh: list[ToolInfo]) -> None:
+        """The server has answered: its list replaces the cached one."""
+        if state.cached and fresh != state.tools:
+            self.revision += 1
+        if self.cache is not None:
+            self.cache.put(state.config, fresh)  # written even if the same: it is recent
+        state.tools, state.cached = fresh, False
+
+    def _forget(self, state: ServerState) -> None:
+        """A server offered from the cache did not start: its tools leave the offer."""
+        self.revision += 1
+        if self.cache is not None:
+            self.cache.drop(state.config)
 
     @staticmethod
-    async def _list_tools(client: Client, server: str) -> list[ToolInfo]:
-        tools, cursor = [], None
-        for _ in range(100):  # a server that pages forever cannot hang start-up
-            page = await client.list_tools(cursor=cursor)
-            for tool in page.tools:
-                notes = tool.annotations
-                tools.append(ToolInfo(
-                    server=server, name=tool.name, description=tool.description or "",
-                    input_schema=tool.input_schema or {"type": "object"},
-                    read_only=notes.read_only_hint if notes else None,
-                    destructive=notes.destructive_hint if notes else None))
-            cursor = page.next_cursor
-            if not cursor:
-                break
-        return tools
+    def _settle(state: ServerState) -> None:
+        state.started.set()
+        state.settled.set()
 
     async def _call(self, server: str, tool: str, arguments: dict,
                     timeout: float | None) -> CallResult:
@@ -221,33 +253,20 @@ class McpHost:
         def failed(message: str) -> CallResult:
             return CallResult("", message, time.perf_counter() - started)
 
+        if state is not None and state.status == "idle":
+            self._begin(state)  # its tools were offered from the cache: start it now
+        if state is not None and state.status == "starting":
+            await state.started.wait()  # bounded by the start-up limit
         if state is None or state.status != "ready" or state.client is None:
             why = f" ({state.error})" if state and state.error else ""
             status = state.status if state else "unknown"
             return failed(f"server {server!r} is not running: {status}{why}")
-        about(state.io)
-        timeout = timeout or state.config.timeout
         try:
-            result = await state.client.call_tool(tool, scrub_data(arguments),
-                                                  read_timeout_seconds=timeout)
-        except MCPError as exc:
-            if exc.error.code == REQUEST_TIMEOUT:
-                return failed(f"{server}/{tool} did not answer within {timeout:g} s; the call "
-                              "was cancelled")
-            if exc.error.code == CONNECTION_CLOSED:
-                return failed(self._lost(state))
-            return failed(f"{server}/{tool} failed: {scrub(exc.error.message)}")
-        except asyncio.CancelledError:
-            raise  # the SDK has sent notifications/cancelled
-        except Exception as exc:
-            if state.client is None or _is_disconnect(exc):
-                return failed(self._lost(state))
-            return failed(f"{server}/{tool} failed: {scrub(_first_line(exc))}")
-        text = scrub(result_text(result))
-        if result.is_error:
-            return CallResult(text, text or f"{server}/{tool} reported an error",
-                              time.perf_counter() - started)
-        return CallResult(text, None, time.perf_counter() - started)
+            text, error = await self._session.call_tool(state, tool, arguments,
+                                                        timeout or state.config.timeout)
+        except self._session.Lost:
+            return failed(self._lost(state))
+        return CallResult(text, error, time.perf_counter() - started)
 
     def _lost(self, state: ServerState) -> str:
         state.status = "failed"
@@ -257,63 +276,22 @@ class McpHost:
 
     async def _stop_all(self) -> None:
         for state in self.servers.values():
-            if state.stop is not None:
+            if state.status in ("idle", "starting"):  # in its handshake, or never begun
+                state.status = "stopped"
+                owner = self._owners.get(state.config.name)
+                if owner is not None:
+                    owner.cancel()
+                else:
+                    self._settle(state)
+            elif state.stop is not None:
                 if state.status == "ready":
                     state.status = "stopped"
                 state.stop.set()
-        if self._owners:
-            _, stuck = await asyncio.wait(self._owners, timeout=SHUTDOWN_TIMEOUT)
+        owners = list(self._owners.values())
+        if owners:
+            _, stuck = await asyncio.wait(owners, timeout=SHUTDOWN_TIMEOUT)
             for task in stuck:  # e.g. an HTTP server that never answers the session DELETE
                 task.cancel()
             if stuck:
                 await asyncio.wait(stuck, timeout=3)
-
-
-def result_text(result: types.CallToolResult) -> str:
-    """A tool result as text: text blocks as they are, anything else described."""
-    parts = []
-    for block in result.content:
-        if isinstance(block, types.TextContent):
-            parts.append(block.text)
-        elif isinstance(block, types.ImageContent):
-            parts.append(f"[image, {block.mime_type}]")
-        elif isinstance(block, types.AudioContent):
-            parts.append(f"[audio, {block.mime_type}]")
-        elif isinstance(block, types.EmbeddedResource):
-            resource = block.resource
-            parts.append(getattr(resource, "text", None) or f"[resource {resource.uri}]")
-        elif isinstance(block, types.ResourceLink):
-            parts.append(f"[link {block.uri}]")
-    if not parts and result.structured_content is not None:
-        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
-    return "\n".join(parts)
-
-
-def _describe_start_failure(exc: BaseException, config: ServerConfig, timeout: float) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"did not finish the handshake within {timeout:g} s"
-    if isinstance(exc, FileNotFoundError) or (isinstance(exc, OSError) and exc.errno == 2):
-        if config.cwd and not Path(config.cwd).is_dir():
-            return f"working directory not found: {config.cwd}"
-        return f"command not found: {config.command}"
-    if isinstance(exc, BaseExceptionGroup):
-        return _describe_start_failure(exc.exceptions[0], config, timeout)
-    if _is_disconnect(exc):
-        return "the server exited during the handshake"
-    return _first_line(exc)
-
-
-def _is_disconnect(exc: BaseException) -> bool:
-    import anyio
-
-    if isinstance(exc, MCPError):
-        return exc.error.code == CONNECTION_CLOSED
-    return isinstance(exc, (anyio.ClosedResourceError, anyio.BrokenResourceError,
-                            anyio.EndOfStream, BrokenPipeError, ConnectionError))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
 

@@ -72,6 +72,8 @@ class _Bridge:
         self._text, self._thinking = "", ""
         self._position: int | None = None  # the streaming row of this round, once saved
         self._saved_at = 0.0
+        self._prompt_tokens: int | None = None  # this round's prompt, once the engine has it
+        self._cached_tokens = self._generated = 0
 
     def _put(self, *item) -> None:
         with self._lock:
@@ -88,6 +90,8 @@ class _Bridge:
         for item in items:
             if merged and item[0] in ("think", "say") and merged[-1][0] == item[0]:
                 merged[-1] = (item[0], merged[-1][1] + item[1])
+            elif merged and item[0] == "context" and merged[-1][0] == "context":
+                merged[-1] = item  # only the latest figure is drawn
             else:
                 merged.append(item)
         return merged
@@ -109,19 +113,33 @@ class _Bridge:
     def on_event(self, event) -> None:
         # By name: importing assistant.engine here would load mlx before the first frame.
         kind = type(event).__name__
-        if kind == "ThinkingDelta":
+        if kind == "PromptReady":
+            self._prompt_tokens, self._cached_tokens = event.prompt_tokens, event.cached_tokens
+            self._generated = 0
+            self._put_context()
+        elif kind == "ThinkingDelta":
             self._thinking += event.text
             self._put("think", event.text)
+            self._generated += 1
+            self._put_context()
             self._save_partial()
         elif kind == "TextDelta":
             self._text += event.text
             self._put("say", event.text)
+            self._generated += 1
+            self._put_context()
             self._save_partial()
         elif kind == "TurnStats":
             self.stats = event
             self._put("stats", event)
         elif kind == "Finished" and event.reason == "cancelled":
             self.cancelled = True
+
+    def _put_context(self) -> None:
+        """The context in use as the answer streams: the prompt plus about one token per
+        piece of text so far (the round's statistics give the exact count at its end)."""
+        if self._prompt_tokens is not None:
+            self._put("context", self._prompt_tokens + self._generated, self._cached_tokens)
 
     def on_tool_call(self, call) -> None:
         self.call = call
@@ -208,7 +226,8 @@ class ChatApp(App):
                              servers_total=len([s for s in self.servers if not s.disabled]))
         self._engine_ready = threading.Event()
         self._engine_error: str | None = None
-        self._host_ready = threading.Event()
+        self._host_ready = threading.Event()  # the host exists (its servers may still start)
+        self._servers_settled = threading.Event()  # every server is up or failed, and shown
         self._stop = threading.Event()
         self._idle = threading.Event()  # no turn worker running
         self._idle.set()
@@ -218,6 +237,7 @@ class ChatApp(App):
         self._approval: _Approval | None = None
         self._noise_seen: set[str] = set()
         self._counter: Any = None
+        self._tools_revision = 0  # the host's revision the current chat's tools were built at
 
     # -- layout -----------------------------------------------------------------------
 
@@ -246,6 +266,7 @@ class ChatApp(App):
         self._show_store_notices()
         if not self.servers:
             self._host_ready.set()
+            self._servers_settled.set()
         # After the first frame: importing mlx and mcp holds the GIL for a while.
         self.call_after_refresh(self._start_backends)
 
@@ -322,18 +343,24 @@ class ChatApp(App):
 
     @work(thread=True, exit_on_error=False, group="mcp")
     def _start_servers(self) -> None:
+        """Start the servers and return the host at once: a turn waits only for servers
+        whose tools are not known from an earlier run. The status bar counts them up."""
         try:
-            from assistant.chat.tooling import server_problems, start_host
+            from assistant.chat.tooling import start_host
 
-            self.host = start_host(self.servers)
-            problems = server_problems(self.host)
-            up = sum(s.status == "ready" for s in self.host.servers.values())
-            self._ui(self._servers_started, up, problems)
-            self._ui(self._show_server_noise)
+            self.host = start_host(self.servers, wait=False)
         except Exception as exc:  # chat goes on without tools
             self._ui(self._servers_started, 0, [f"MCP servers could not start: {exc}"])
+            return
         finally:
             self._host_ready.set()
+        from assistant.chat.tooling import server_problems
+
+        self.host.wait_all()
+        problems = server_problems(self.host)
+        up = sum(s.status == "ready" for s in self.host.servers.values())
+        self._ui(self._servers_started, up, problems)
+        self._ui(self._show_server_noise)
 
     def _show_server_noise(self) -> None:
         """One notice per server that wrote non-JSON-RPC output since the last look."""
@@ -350,6 +377,7 @@ class ChatApp(App):
         self._show_status()
         for line in problems:
             self.notify(line, title="MCP server failed", severity="warning", timeout=10)
+        self._servers_settled.set()
 
     def _ui(self, fn, *args) -> None:
         """Run ``fn`` on the UI thread from a worker; nothing to do once the app is gone."""
@@ -433,7 +461,8 @@ class ChatApp(App):
         bridge = _Bridge(self, view, chat_id)
         note, outcome = None, None
         try:
-            if not self._wait_for(self._engine_ready) or not self._wait_for(self._host_ready):
+            if not self._wait_for(self._engine_ready) or not self._wait_for(self._host_ready) \
+                    or not self._wait_for_tools():
                 return
             if self._engine_error:
                 note = "The model is not loaded; see the panel above."
@@ -503,6 +532,17 @@ class ChatApp(App):
             self.prefill.cancel()
             self.prefill = None
 
+    def _wait_for_tools(self) -> bool:
+        """Block a worker until the tool list is known (servers first seen in this run
+        have answered or failed); False if the user stopped or the app closes."""
+        if self.host is None or self.host.wait_for_tools(0):
+            return True
+        self._ui(self._set_busy, "starting MCP servers")
+        while not self.host.wait_for_tools(0.05):
+            if self._stop.is_set() or self._shutting_down.is_set():
+                return False
+        return True
+
     def _options(self):
         from assistant.engine import GenerationOptions
 
@@ -529,13 +569,23 @@ class ChatApp(App):
         return self._counter
 
     def _chat_tools(self):
-        if self.host is None or not self.host.tools():
+        if self.host is None:
+            return None
+        revision = self.host.revision
+        if not self.host.tools():
             return None
         if self.tools is None:  # one per chat: "allow for this chat" lives in it
             from assistant.chat.tooling import make_tools
 
             self.tools = make_tools(self.host, self.servers, self._token_counter(),
                                     self._approve)
+        elif revision != self._tools_revision:
+            # A server answered with other tools than the list kept from its last run:
+            # this turn offers the fresh ones.
+            from assistant.mcp.catalog import Catalog
+
+            self.tools.catalog = Catalog(self.host.tools(), self._token_counter().count)
+        self._tools_revision = revision
         return self.tools
 
     def _approve(self, request) -> str:
@@ -581,6 +631,9 @@ class ChatApp(App):
                     await view.say(text)
                 case ("tool", key, call) if drawable:
                     await view.tool_call(key, call)
+                case ("context", used, cached) if drawable:
+                    self.status.context_used, self.status.cached_tokens = used, cached
+                    self._show_status()
                 case ("stats", stats) if drawable:
                     await view.end_round(stats.thinking_tokens)
                     self._show_stats(stats)

@@ -5,8 +5,9 @@ streams, and the first frame must come before the model has loaded.
     measure_startup(model_path)                   # the real command in tmux
 
 Both sides of ``measure_tui`` run on the same loaded model, the same templated prompt and
-the same number of tokens (end-of-turn tokens are banned), interleaved, best of
-``repeats``; TESTING.md §5: these are figures to print, never test assertions.
+the same number of tokens (end-of-turn tokens are banned), in ``repeats`` interleaved
+pairs; the decode ratio is the median of the per-pair ratios, with their spread
+(``benchstats``). TESTING.md §5: these are figures to print, never test assertions.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from textual import events
 from textual.binding import Binding
 
+from assistant.benchstats import ratios
 from assistant.chat.store import ChatStore
 from assistant.config import DIRECT_SAMPLING, Settings
 from assistant.tui.app import ChatApp, create_app
@@ -94,12 +96,15 @@ async def _measure_tui(model_path: Path, max_tokens: int, prompt: str, repeats: 
             await app.action_quit()
         app.close_backends()
     latencies.sort()
+    ratio = ratios(tui, raw)
     return {
         "model": str(model_path),
         "max_tokens": max_tokens,
-        "tui_decode_tps": max(tui),
-        "raw_decode_tps": max(raw),
-        "tui_decode_ratio": max(tui) / max(raw),
+        "tui_decode_tps": statistics.median(tui),
+        "raw_decode_tps": statistics.median(raw),
+        "tui_decode_ratio": ratio.median,
+        "tui_decode_ratio_spread": [ratio.low, ratio.high],
+        "pairs": ratio.pairs,
         "key_presses": len(latencies),
         "key_latency_median_ms": statistics.median(latencies) * 1000 if latencies else None,
         "key_latency_max_ms": latencies[-1] * 1000 if latencies else None,

@@ -10,6 +10,9 @@ surrogate  the result text holds a lone surrogate as a JSON escape ("\\ud800"), 
 bytes      the result line holds bytes that are not UTF-8
 echo       the result is the arguments as the server received them, as JSON
 slowlist   like echo, but takes 3 s to list its tools (a slow handshake, after discovery)
+gated      like echo, but answers nothing until the file RECORD exists (a server slow
+           to start, for as long as a test wants); its tools are named by that file's
+           lines, so a test can change them between runs
 
 With RECORD, a file, the server appends "start" when it starts and "ready" when it has
 listed its tools, each with its pid.
@@ -28,7 +31,7 @@ WORK = {"name": "work", "description": "Answers in its own way.",
 
 
 def record(what: str) -> None:
-    if RECORD:
+    if RECORD and MODE != "gated":
         with open(RECORD, "a") as f:
             f.write(f"{what} {os.getpid()}\n")
 
@@ -57,7 +60,11 @@ def answer(request: dict) -> None:
     elif method == "tools/list":
         if MODE == "slowlist":
             time.sleep(3)
-        send({"jsonrpc": "2.0", "id": id_, "result": {"tools": [WORK]}})
+        tools = [WORK]
+        if MODE == "gated":
+            with open(RECORD) as f:
+                tools = [{**WORK, "name": name} for name in f.read().split()]
+        send({"jsonrpc": "2.0", "id": id_, "result": {"tools": tools}})
         record("ready")
     elif method == "tools/call":
         arguments = request["params"].get("arguments") or {}
@@ -75,6 +82,9 @@ def answer(request: dict) -> None:
 
 
 record("start")
+if MODE == "gated":
+    while not os.path.exists(RECORD):
+        time.sleep(0.05)
 for raw in sys.stdin.buffer:
     try:
         answer(json.loads(raw))

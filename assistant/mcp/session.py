@@ -1,0 +1,163 @@
+"""One server through the MCP SDK: connect (in process, stdio or HTTP), list the tools,
+call one, and say in a line what went wrong.
+
+The host imports this module on its own thread when the first server starts, so that
+nothing which runs without tools pays for importing the SDK.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import mcp_types as types
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+
+from assistant.mcp.config import ServerConfig
+from assistant.mcp.inprocess import server_for
+from assistant.mcp.stdio import ServerIO, ServerLog, about, stdio_transport
+from assistant.mcp.toolinfo import ToolInfo
+from assistant.text import scrub, scrub_data
+
+CLIENT_INFO = types.Implementation(name="assistant", version="0.1")
+
+
+async def connect(state, stack: AsyncExitStack, log_dir: Path, startup_timeout: float
+                  ) -> Client:
+    """Enter a client for ``state.config`` on ``stack``; its handshake requests get the
+    start-up limit (each call passes the server's own timeout)."""
+    return await stack.enter_async_context(Client(
+        _target(state, stack, log_dir), read_timeout_seconds=startup_timeout,
+        client_info=CLIENT_INFO))
+
+
+def _target(state, stack: AsyncExitStack, log_dir: Path):
+    config: ServerConfig = state.config
+    if config.url:
+        http = create_mcp_http_client(headers=config.headers or None)
+        stack.push_async_callback(http.aclose)
+        return streamable_http_client(config.url, http_client=http)
+    state.log_file = log_dir / f"mcp-{config.name}.log"
+    state.io = ServerIO(ServerLog(state.log_file))
+    stack.callback(state.io.log.close)
+    about(state.io)  # the SDK's log records about this server go to its log
+    try:
+        server = server_for(config)
+    except OSError as exc:  # what the notes server's own command line would say
+        raise StartError(f"cannot use {exc.filename or 'the notes folder'} as the notes "
+                         f"folder: {exc.strerror or exc}; set notes_dir in the settings to "
+                         "a folder you can write") from None
+    if server is not None:
+        state.io.log.line(f"--- running in process: assistant.tools.{config.name}")
+        state.in_process = True
+        return server
+    params = StdioServerParameters(command=config.command, args=list(config.args),
+                                   env=config.env or None, cwd=config.cwd)
+    return stdio_transport(params, state.io)
+
+
+async def list_tools(client: Client, server: str) -> list[ToolInfo]:
+    tools, cursor = [], None
+    for _ in range(100):  # a server that pages forever cannot hang start-up
+        page = await client.list_tools(cursor=cursor)
+        for tool in page.tools:
+            notes = tool.annotations
+            tools.append(ToolInfo(
+                server=server, name=tool.name, description=tool.description or "",
+                input_schema=tool.input_schema or {"type": "object"},
+                read_only=notes.read_only_hint if notes else None,
+                destructive=notes.destructive_hint if notes else None))
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return tools
+
+
+async def call_tool(state, tool: str, arguments: dict, timeout: float) -> tuple[str, str | None]:
+    """Call ``tool`` on a ready server: (text, error). Raises ``Lost`` when the server
+    is gone; ``asyncio.CancelledError`` passes through (the SDK has sent the
+    protocol's cancellation)."""
+    server = state.config.name
+    about(state.io)
+    try:
+        result = await state.client.call_tool(tool, scrub_data(arguments),
+                                              read_timeout_seconds=timeout)
+    except MCPError as exc:
+        if exc.error.code == REQUEST_TIMEOUT:
+            return "", (f"{server}/{tool} did not answer within {timeout:g} s; the call was "
+                        "cancelled")
+        if exc.error.code == CONNECTION_CLOSED:
+            raise Lost from None
+        return "", f"{server}/{tool} failed: {scrub(exc.error.message)}"
+    except Exception as exc:
+        if state.client is None or is_disconnect(exc):
+            raise Lost from None
+        return "", f"{server}/{tool} failed: {scrub(first_line(exc))}"
+    text = scrub(result_text(result))
+    if result.is_error:
+        return text, text or f"{server}/{tool} reported an error"
+    return text, None
+
+
+class Lost(Exception):
+    """The server exited or closed its connection."""
+
+
+class StartError(Exception):
+    """A server that cannot start, in one line for the user."""
+
+
+def result_text(result: types.CallToolResult) -> str:
+    """A tool result as text: text blocks as they are, anything else described."""
+    parts = []
+    for block in result.content:
+        if isinstance(block, types.TextContent):
+            parts.append(block.text)
+        elif isinstance(block, types.ImageContent):
+            parts.append(f"[image, {block.mime_type}]")
+        elif isinstance(block, types.AudioContent):
+            parts.append(f"[audio, {block.mime_type}]")
+        elif isinstance(block, types.EmbeddedResource):
+            resource = block.resource
+            parts.append(getattr(resource, "text", None) or f"[resource {resource.uri}]")
+        elif isinstance(block, types.ResourceLink):
+            parts.append(f"[link {block.uri}]")
+    if not parts and result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
+    return "\n".join(parts)
+
+
+def describe_start_failure(exc: BaseException, config: ServerConfig, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"did not finish the handshake within {timeout:g} s"
+    if isinstance(exc, StartError):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError) or (isinstance(exc, OSError) and exc.errno == 2):
+        if config.cwd and not Path(config.cwd).is_dir():
+            return f"working directory not found: {config.cwd}"
+        return f"command not found: {config.command}"
+    if isinstance(exc, BaseExceptionGroup):
+        return describe_start_failure(exc.exceptions[0], config, timeout)
+    if is_disconnect(exc):
+        return "the server exited during the handshake"
+    return first_line(exc)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    import anyio
+
+    if isinstance(exc, MCPError):
+        return exc.error.code == CONNECTION_CLOSED
+    return isinstance(exc, (anyio.ClosedResourceError, anyio.BrokenResourceError,
+                            anyio.EndOfStream, BrokenPipeError, ConnectionError))
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
