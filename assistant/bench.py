@@ -321,7 +321,8 @@ def _run_tool_bench(args, model_path, window: int, progress, quiet: bool) -> int
         result = {"model": str(engine.model_path), "device": str(mx.default_device()),
                   "machine": f"{platform.system()} {platform.machine()}", "mlx": mx.__version__}
         result.update(measure_tool_calls(engine, args.tool_calls, progress,
-                                         constrained=not args.no_constrain))
+                                         constrained=not args.no_constrain,
+                                         baseline=args.baseline))
     if not quiet:
         print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
     print(json.dumps(result, indent=2) if args.json else format_tool_table(result))

@@ -82,8 +82,13 @@ def builtin_tool_schemas() -> list[dict]:
 
 
 def measure_tool_calls(engine: Engine, trials: int, progress=lambda msg: None,
-                       tools: list[dict] | None = None, constrained: bool = True) -> dict:
-    """``constrained`` False: the unconstrained trials only (a baseline, no ratios)."""
+                       tools: list[dict] | None = None, constrained: bool = True,
+                       baseline: int | None = None) -> dict:
+    """``constrained`` False: the unconstrained trials only (a baseline, no ratios).
+    ``baseline``: unconstrained trials on the first that many seeds only (a random model's
+    unconstrained call never closes, so each runs to the token limit: on a slow machine
+    the baseline costs most of a long run, and its rate is 0 from the first trials)."""
+    baseline = trials if baseline is None else min(baseline, trials)
     tools = tools or builtin_tool_schemas()
     schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
     special = engine.prompts.special_ids
@@ -95,7 +100,7 @@ def measure_tool_calls(engine: Engine, trials: int, progress=lambda msg: None,
         if trial % 10 == 0:
             progress(f"tool calls: trial {trial + 1} of {trials}")
         tps = {}
-        for grammar in _order(trial, constrained):
+        for grammar in _order(trial, constrained, trial < baseline):
             options = GenerationOptions(thinking=False, max_tokens=TRIAL_TOKENS, tools=tools,
                                         seed=trial, constrain_tool_calls=grammar,
                                         logits_processors=[_OpenToolCall(special)])
@@ -120,6 +125,7 @@ def measure_tool_calls(engine: Engine, trials: int, progress=lambda msg: None,
             free.append(tps[True] / tps[False])
     on, off = sides[True], sides[False]
     result = {"tool_call_trials": trials,
+              "tool_call_trials_unconstrained": off.trials,
               "tool_call_valid_rate_unconstrained": round(off.rate, 4),
               "tool_call_decode_tps_unconstrained": _median(off.tps)}
     if constrained:
@@ -128,6 +134,7 @@ def measure_tool_calls(engine: Engine, trials: int, progress=lambda msg: None,
             "tool_call_decode_tps": _median(on.tps),
             "tool_call_decode_ratio": _median(ratios, 4),
             "tool_call_decode_ratio_range": _spread(ratios),
+            "tool_call_pairs": len(ratios),
             "free_text_decode_ratio": _median(free, 4),
             "free_text_decode_ratio_range": _spread(free),
             "free_text_pairs": len(free),
@@ -135,10 +142,11 @@ def measure_tool_calls(engine: Engine, trials: int, progress=lambda msg: None,
     return result
 
 
-def _order(trial: int, both: bool) -> tuple[bool, ...]:
-    """Which side runs first alternates, so neither always runs on a warmer machine."""
-    if not both:
-        return (False,)
+def _order(trial: int, constrained: bool, unconstrained: bool = True) -> tuple[bool, ...]:
+    """The sides a trial runs; which runs first alternates, so neither always runs on a
+    warmer machine."""
+    if not (constrained and unconstrained):
+        return (True,) if constrained else (False,)
     return (True, False) if trial % 2 == 0 else (False, True)
 
 
@@ -174,8 +182,9 @@ def _valid(call: ToolCallParsed, schemas: dict[str, dict]) -> bool:
 
 def format_tool_table(r: dict) -> str:
     lines = [f"  {r['model']}", f"  {r['machine']}, {r['device']}, mlx {r['mlx']}",
-             f"  tool calls: {r['tool_call_trials']} trials each way, the reply forced to open "
-             "<tool_call>, the rest the model's own choice"]
+             f"  tool calls: {r['tool_call_trials']} trials, {r['tool_call_trials_unconstrained']}"
+             " of them also unconstrained, the reply forced to open <tool_call>, the rest the "
+             "model's own choice"]
     if "tool_call_valid_rate" not in r:  # --no-constrain
         return "\n".join(lines + [
             f"    valid calls, unconstrained: {r['tool_call_valid_rate_unconstrained']:.3f}",
@@ -186,7 +195,7 @@ def format_tool_table(r: dict) -> str:
         f"{r['tool_call_valid_rate_unconstrained']:>15.3f}",
         f"    {'decode tok/s in calls':<24}{r['tool_call_decode_tps']:>13.1f}"
         f"{r['tool_call_decode_tps_unconstrained']:>15.1f}",
-        f"  tool-call decode ratio (median of {r['tool_call_trials']} pairs): "
+        f"  tool-call decode ratio (median of {r['tool_call_pairs']} pairs): "
         f"{r['tool_call_decode_ratio']:.3f}  range {_range(r['tool_call_decode_ratio_range'])}",
         f"  free-text decode ratio, grammar on/off (median of {r['free_text_pairs']} pairs): "
         f"{r['free_text_decode_ratio']:.3f}  range {_range(r['free_text_decode_ratio_range'])}",

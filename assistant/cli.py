@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tool-calls", type=_positive, metavar="N",
                        help="instead: N tool-call trials over the built-in tools, constrained "
                             "and unconstrained, interleaved (valid-call rate and decode cost)")
+    bench.add_argument("--baseline", type=_positive, metavar="M",
+                       help="with --tool-calls: run the unconstrained side on the first M "
+                            "trials only (default: all)")
     bench.add_argument("--no-constrain", action="store_true",
                        help="measure speed with the tool-call grammar off")
     bench.add_argument("--no-tui", action="store_true",

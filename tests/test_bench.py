@@ -75,11 +75,12 @@ TOOL_KEYS = {"tool_call_valid_rate", "tool_call_valid_rate_unconstrained",
 
 def test_tool_call_bench_reports_both_sides(fixture_model):
     result = subprocess.run([ASSISTANT, "bench", "--model", str(fixture_model),
-                             "--tool-calls", "2", "--json"],
+                             "--tool-calls", "3", "--baseline", "2", "--json"],
                             capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert TOOL_KEYS <= set(out) and out["tool_call_trials"] == 2
+    assert TOOL_KEYS <= set(out) and out["tool_call_trials"] == 3
+    assert out["tool_call_trials_unconstrained"] == out["tool_call_pairs"] == 2
     # Every constrained trial is a valid call: the grammar guarantees it, whatever the seed.
     assert out["tool_call_valid_rate"] == 1.0
     assert out["tool_call_decode_ratio"] > 0 and out["free_text_decode_ratio"] > 0
