@@ -113,7 +113,8 @@ def measure_tool_calls(engine: Engine, trials: int, progress=lambda msg: None,
             ratios.append(tps[True] / tps[False])
 
     free: list[float] = []
-    for trial in range(max(5, min(trials, 20)) if constrained else 0):
+    # One free-text pair for five trials, between 5 and 20 of them.
+    for trial in range(max(5, min(trials // 5, 20)) if constrained else 0):
         progress(f"free text: pair {trial + 1}")
         tps = {}
         for grammar in _order(trial, True):
