@@ -1,0 +1,96 @@
+"""MCP resources and prompts through the real command, over real stdio (tests/servers/
+library.py) and through our notes server."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from mcp_helpers import SERVERS
+from test_cli_tools import run, write_config
+
+LIBRARY = {"command": sys.executable, "args": [str(SERVERS / "library.py")]}
+
+
+@pytest.fixture
+def library(app_home, tmp_path):
+    notes = tmp_path / "n"
+    (notes / "journal").mkdir(parents=True)
+    (notes / "journal" / "today.md").write_text("Planted tomatoes. Bought seeds.\n")
+    write_config(app_home, {"library": LIBRARY}, f'notes_dir = "{notes}"\n')
+    return notes
+
+
+def test_resources_lists_resources_and_templates(library):
+    result = run("tools", "resources", "library", "--json")
+    assert result.returncode == 0, result.stderr
+    found = {r["uri"]: r for r in json.loads(result.stdout)}
+    assert set(found) == {"library://readme", "library://logo.png", "library://big",
+                          "library://shelf/{name}"}
+    assert found["library://shelf/{name}"]["template"] is True
+    assert found["library://logo.png"]["mime_type"] == "image/png"
+    every = run("tools", "resources")
+    assert "notes:///{+path}" in every.stdout and "library://readme" in every.stdout
+
+
+def test_read_text_template_and_binary(library):
+    assert run("tools", "read", "library", "library://readme").stdout.startswith(
+        "The library keeps three shelves")
+    shelf = run("tools", "read", "library", "library://shelf/maps")
+    assert shelf.stdout.strip() == "Books on the maps shelf: one, two, three."
+    logo = run("tools", "read", "library", "library://logo.png")
+    assert logo.returncode == 0
+    assert logo.stdout.strip() == "[binary resource library://logo.png: image/png, 1,032 bytes]"
+
+
+def test_notes_are_resources_inside_their_root(library, tmp_path):
+    (tmp_path / "secret.md").write_text("outside")
+    (library / "link.md").symlink_to(tmp_path / "secret.md")
+    note = run("tools", "read", "notes", "notes:///journal/today.md")
+    assert (note.returncode, note.stdout) == (0, "Planted tomatoes. Bought seeds.\n\n")
+    assert "journal/today.md" in run("tools", "read", "notes", "notes:///").stdout
+    for uri in ("notes:///../secret.md", "notes:///link.md", "notes:////etc/passwd",
+                "notes:///%2e%2e/secret.md"):
+        refused = run("tools", "read", "notes", uri)
+        assert refused.returncode == 2 and "outside" not in refused.stdout, uri
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+def test_prompts_list_and_fill_in(library):
+    listed = json.loads(run("tools", "prompts", "library", "--json").stdout)
+    poem = next(p for p in listed if p["name"] == "poem")
+    assert [(a["name"], a["required"]) for a in poem["arguments"]] == [
+        ("topic", True), ("style", False)]
+    result = run("tools", "prompt", "library", "poem", "topic=rain on tin", "style=sonnet")
+    assert (result.returncode, result.stdout) == (0, "[user]\nWrite a sonnet about rain on tin.\n\n")
+    summary = run("tools", "prompt", "notes", "summarize_note", "path=journal/today.md")
+    assert "Planted tomatoes" in summary.stdout and summary.returncode == 0
+
+
+def test_list_counts_resources_and_prompts(library):
+    servers = {s["name"]: s for s in json.loads(run("tools", "list", "--json").stdout)}
+    assert (servers["library"]["resources"], servers["library"]["prompts"]) == (4, 2)
+    assert (servers["notes"]["resources"], servers["notes"]["prompts"]) == (2, 2)
+    assert (servers["clock"]["resources"], servers["clock"]["prompts"]) == (0, 0)
+    assert "0 tools, 4 resources, 2 prompts" in run("tools", "list").stdout
+
+
+@pytest.mark.parametrize("args, says", [
+    (("read", "nowhere", "library://readme"), "no MCP server named 'nowhere'"),
+    (("read", "library", "library://nope"), "Unknown resource: library://nope"),
+    (("read", "library", "library://shelf/attic"), "library:"),
+    (("resources", "nowhere"), "no MCP server named 'nowhere'"),
+    (("prompt", "library", "poem"), "library/poem needs topic=…"),
+    (("prompt", "library", "poem", "rain"), "'rain' is not key=value"),
+    (("prompt", "library", "poem", "=rain"), "'=rain' is not key=value"),
+    (("prompt", "library", "poem", "topic=a", "topic=b"), "'topic' is given twice"),
+    (("prompt", "library", "poem", "topic=a", "mood=b"), "takes no argument 'mood'"),
+    (("prompt", "library", "sonnet"), "library has no prompt 'sonnet'"),
+])
+def test_bad_input_is_one_line_and_exit_2(library, args, says):
+    result = run("tools", *args)
+    assert result.returncode == 2, result
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
