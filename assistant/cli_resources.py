@@ -29,12 +29,11 @@ def parse_pairs(pairs: list[str]) -> dict[str, str]:
     return arguments
 
 
-def split_ref(ref: str, what: str, example: str) -> tuple[str, str]:
+def split_ref(ref: str, what: str, form: str, example: str) -> tuple[str, str]:
     """``SERVER:REST`` (the rest may hold colons, as a URI does)."""
     server, sep, rest = ref.partition(":")
     if not sep or not server or not rest:
-        raise UserError(f"{what} {ref!r} is not SERVER:{example.split(':', 1)[1]}; "
-                        f"e.g. {example}")
+        raise UserError(f"{what} {ref!r} is not {form}; e.g. {example}")
     return server, rest
 
 

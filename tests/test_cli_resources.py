@@ -94,3 +94,57 @@ def test_bad_input_is_one_line_and_exit_2(library, args, says):
     assert result.returncode == 2, result
     assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _ask(fixture_model, *args):
+    return run("ask", "--model", str(fixture_model), "--no-think", "--max-tokens", "2",
+               "--json", *args)
+
+
+def _prompt_tokens(result) -> int:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["stats"]["prompt_tokens"]
+
+
+def test_ask_attach_puts_the_resource_before_the_prompt(library, fixture_model):
+    from assistant.tokens import counter_for
+
+    readme = "The library keeps three shelves: poems, recipes and maps."
+    plain = _prompt_tokens(_ask(fixture_model, "--no-tools", "What is kept?"))
+    attached = _prompt_tokens(_ask(fixture_model, "--no-tools", "What is kept?",
+                                   "--attach", "library:library://readme"))
+    assert attached - plain >= counter_for(fixture_model).count(readme)
+    note = _ask(fixture_model, "Sum up", "--attach", "notes:notes:///journal/today.md",
+                "--attach", "library:library://logo.png")
+    assert _prompt_tokens(note) > plain
+
+
+def test_ask_prompt_uses_the_servers_messages(library, fixture_model):
+    from assistant.tokens import counter_for
+
+    count = counter_for(fixture_model).count
+    short = _prompt_tokens(_ask(fixture_model, "--prompt", "library:poem", "topic=rain"))
+    longer = _prompt_tokens(_ask(fixture_model, "--prompt", "library:poem",
+                                 "topic=rain on a tin roof at night"))
+    assert longer - short == count("rain on a tin roof at night") - count("rain")
+    # The notes server's own prompt brings the note's text with it.
+    hello = _prompt_tokens(_ask(fixture_model, "--no-tools", "--prompt", "library:hello"))
+    summary = _prompt_tokens(_ask(fixture_model, "--no-tools", "--prompt",
+                                  "notes:summarize_note", "path=journal/today.md"))
+    assert summary - hello > count("Planted tomatoes. Bought seeds.")
+
+
+@pytest.mark.parametrize("args, says", [
+    (("Hi", "--attach", "library:library://big"), "the attached text does not fit"),
+    (("Hi", "--attach", "library"), "--attach 'library' is not SERVER:URI"),
+    (("Hi", "--attach", "nowhere:x://y"), "no MCP server named 'nowhere'"),
+    (("Hi", "--attach", "library:library://nope"), "Unknown resource: library://nope"),
+    (("--prompt", "library:poem"), "library/poem needs topic=…"),
+    (("--prompt", "library:poem", "topic"), "'topic' is not key=value"),
+    (("--prompt", "library"), "--prompt 'library' is not SERVER:NAME"),
+])
+def test_ask_bad_attach_or_prompt_is_one_line_and_exit_2(library, fixture_model, args, says):
+    result = run("ask", "--model", str(fixture_model), "--max-tokens", "2", "--no-tools",
+                 *args)
+    assert result.returncode == 2, result
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
