@@ -84,10 +84,25 @@ def prompt_messages(host, server: str, name: str, arguments: dict[str, str]):
                             f"{', '.join(known) or 'none'})")
         missing = [a.name for a in prompt.arguments if a.required and a.name not in arguments]
         if missing:
-            raise UserError(f"{server}/{name} needs {', '.join(f'{m}=…' for m in missing)}")
+            raise UserError(f"{server}/{name} needs {', '.join(f'{m}=…' for m in missing)}"
+                            + _suggest(host, server, name, missing[0], arguments))
         return host.get_prompt(server, name, arguments)
     except RequestFailed as exc:
         raise UserError(str(exc)) from None
+
+
+def _suggest(host, server: str, prompt: str, argument: str, known: dict[str, str]) -> str:
+    """A few of the server's completions for a missing argument, if it offers them."""
+    from assistant.mcp.host import RequestFailed
+
+    try:
+        values = host.complete(server, prompt, argument, "", known)
+    except RequestFailed:
+        return ""
+    if not values:
+        return ""
+    more = ", …" if len(values) > 5 else ""
+    return f" ({argument} could be: {', '.join(values[:5])}{more})"
 
 
 def run(args, servers) -> int:

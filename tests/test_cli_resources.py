@@ -77,6 +77,16 @@ def test_list_counts_resources_and_prompts(library):
     assert "0 tools, 4 resources, 2 prompts" in run("tools", "list").stdout
 
 
+def test_a_missing_argument_names_the_servers_completions(library):
+    poem = run("tools", "prompt", "library", "poem", "style=haiku")
+    assert poem.returncode == 2
+    assert poem.stderr.strip() == (
+        "assistant: library/poem needs topic=… (topic could be: rain, the sea)")
+    note = run("tools", "prompt", "notes", "summarize_note")
+    assert note.stderr.strip() == (
+        "assistant: notes/summarize_note needs path=… (path could be: journal/today.md)")
+
+
 @pytest.mark.parametrize("args, says", [
     (("read", "nowhere", "library://readme"), "no MCP server named 'nowhere'"),
     (("read", "library", "library://nope"), "Unknown resource: library://nope"),

@@ -2,7 +2,8 @@
 
 Each note is also a resource, ``notes:///{+path}`` (``notes:///journal/today.md``), read
 with the same checks as ``read_note``, and ``notes:///`` lists them; the prompts
-``summarize_note`` and ``find_in_notes`` give a user something to start from.
+``summarize_note`` and ``find_in_notes`` give a user something to start from, and a note's
+path is completed (``completion/complete``) from the notes there are.
 
 Run: python -m assistant.tools.notes [--root DIR]  (else $ASSISTANT_NOTES_ROOT, else ~/Notes)
 
@@ -29,7 +30,7 @@ from typing import Annotated
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import Completion, ToolAnnotations
 from pydantic import Field
 
 from assistant.text import scrub
@@ -446,7 +447,28 @@ def build_server(root: Path) -> MCPServer:
         return (f"Search my notes for {topic!r} with search_notes, read the notes that "
                 "match, and tell me what they say about it.")
 
+    @server.completion()
+    async def complete(ref, argument, context) -> Completion | None:
+        """Note paths for a prompt's or the note template's ``path``, by prefix."""
+        if argument.name != "path" or getattr(ref, "name", getattr(ref, "uri", None)) not in (
+                "summarize_note", "notes:///{+path}"):
+            return None
+        return Completion(values=_note_paths(notes, argument.value))
+
     return server
+
+
+def _note_paths(notes: NotesRoot, prefix: str, limit: int = 100) -> list[str]:
+    found = []
+    try:
+        for rel, _fd, _name, _st in notes._walk("", []):
+            if rel.startswith(prefix) and scrub(rel) == rel:
+                found.append(rel)
+                if len(found) == limit:
+                    break
+    except ToolError:
+        pass
+    return found
 
 
 def _resource(read: Callable[..., str], *args) -> str:

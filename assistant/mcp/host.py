@@ -169,6 +169,11 @@ class McpHost:
                    ) -> list[PromptMessage]:
         return self._run(self._ask(server, "get_prompt", name, arguments))
 
+    def complete(self, server: str, prompt: str, argument: str, value: str = "",
+                 known: dict[str, str] | None = None) -> list[str]:
+        """Values the server suggests for a prompt's argument (none if it offers none)."""
+        return self._run(self._ask(server, "complete", prompt, argument, value, known or {}))
+
     def close(self) -> None:
         """Stop every server (stdin closed, then SIGTERM, then SIGKILL) and the loop.
         A server still in its handshake is abandoned at once."""

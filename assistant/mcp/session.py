@@ -172,6 +172,18 @@ async def get_prompt(state, name: str, arguments: dict[str, str], timeout: float
     return messages
 
 
+async def complete(state, prompt: str, argument: str, value: str,
+                   known: dict[str, str], timeout: float) -> list[str]:
+    """The server's suggestions for one prompt argument (``completion/complete``), or
+    none when the server does not offer completions."""
+    if state.client.server_capabilities.completions is None:
+        return []
+    result = await _request(state, f"completing {argument!r}", timeout,
+                            state.client.complete, types.PromptReference(name=prompt),
+                            {"name": argument, "value": value}, known or None)
+    return [scrub(v) for v in result.completion.values[:100]]
+
+
 async def _pages(state, fetch, timeout: float) -> list:
     pages, cursor = [], None
     for _ in range(100):  # a server that pages forever cannot hang a listing

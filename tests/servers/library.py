@@ -5,6 +5,7 @@ resource template, a resource too big for a small context, and prompts with argu
 """
 
 from mcp.server import MCPServer
+from mcp.types import Completion
 
 server = MCPServer(name="library")
 
@@ -44,6 +45,17 @@ def poem(topic: str, style: str = "haiku") -> str:
 @server.prompt(description="Greet the reader")
 def hello() -> str:
     return "Say hello to the reader."
+
+
+@server.completion()
+async def complete(ref, argument, context):
+    """Suggests styles for the poem prompt; nothing else."""
+    if getattr(ref, "name", None) == "poem" and argument.name == "style":
+        return Completion(values=[s for s in ("haiku", "limerick", "sonnet")
+                                  if s.startswith(argument.value)])
+    if getattr(ref, "name", None) == "poem" and argument.name == "topic":
+        return Completion(values=["rain", "the sea"])
+    return None
 
 
 if __name__ == "__main__":
