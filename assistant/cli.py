@@ -250,7 +250,7 @@ def _mcp_wanted(args) -> list[str]:
 def _mcp_messages(args, host, prompt: str | None) -> tuple[list[dict], list[tuple[str, str]]]:
     """The chat messages a server's prompt and the attached resources make, with the
     user's own text last; and the attachments as (reference, text)."""
-    from assistant.cli_resources import prompt_messages, read_text
+    from assistant.cli_resources import attachment, prompt_messages, read_text
 
     attached = [(f"{server}:{uri}", read_text(host, server, uri)) for server, uri in args.attach]
     messages = []
@@ -258,7 +258,7 @@ def _mcp_messages(args, host, prompt: str | None) -> tuple[list[dict], list[tupl
         server, name, arguments = args.mcp_prompt
         messages = [{"role": m.role, "content": m.text}
                     for m in prompt_messages(host, server, name, arguments)]
-    blocks = [f'<resource uri="{ref}">\n{text}\n</resource>' for ref, text in attached]
+    blocks = [attachment(ref, text) for ref, text in attached]
     own = "\n\n".join([*blocks, *([prompt] if prompt else [])])
     if own:
         messages.append({"role": "user", "content": own})

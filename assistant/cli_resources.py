@@ -55,6 +55,23 @@ def ready(host, name: str):
     return state
 
 
+def attachment(ref: str, text: str) -> str:
+    """A resource's text framed for the model with where it came from. The text cannot
+    close the frame early: a closing tag inside it is broken up, so it stays data."""
+    inner = text.replace("</resource", "<\\/resource")
+    return f"<resource uri={json.dumps(ref, ensure_ascii=False)}>\n{inner}\n</resource>"
+
+
+def _shown(text: str) -> str:
+    """On a terminal, a server's text must not move the cursor or rewrite the screen:
+    control characters are shown, not obeyed. Piped, it passes as it is."""
+    if not sys.stdout.isatty():
+        return text
+    from assistant.cli import _printable
+
+    return _printable(text)
+
+
 def read_text(host, server: str, uri: str) -> str:
     """A resource as text for the model: its text parts, binary parts described."""
     from assistant.mcp.host import RequestFailed
@@ -174,7 +191,7 @@ def _read(args, host) -> int:
     except RequestFailed as exc:
         raise UserError(str(exc)) from None
     for part in parts:
-        print(part.text if part.text is not None else part.describe())
+        print(_shown(part.text) if part.text is not None else _shown(part.describe()))
     return 0
 
 
@@ -203,5 +220,5 @@ def _prompts(args, host) -> int:
 def _prompt(args, host) -> int:
     ready(host, args.server)
     for message in prompt_messages(host, args.server, args.name, args.arguments):
-        print(f"[{message.role}]\n{message.text}\n")
+        print(f"[{message.role}]\n{_shown(message.text)}\n")
     return 0

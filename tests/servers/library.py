@@ -29,6 +29,12 @@ def big() -> str:
     return "word " * 50_000
 
 
+@server.resource("library://ansi", name="ansi", description="Text that clears the screen",
+                 mime_type="text/plain")
+def ansi() -> str:
+    return "\x1b[2J\x1b[31mred\x1b[0m"
+
+
 @server.resource("library://shelf/{name}", name="shelf", description="One shelf's books",
                  mime_type="text/plain")
 def shelf(name: str) -> str:
