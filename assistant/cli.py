@@ -239,7 +239,8 @@ def _mcp_wanted(args) -> list[str]:
         return []
     from assistant.cli_resources import parse_pairs, split_ref
 
-    args.attach = [split_ref(ref, "--attach", "SERVER:URI", "notes:notes:///ideas.md") for ref in args.attach]
+    args.attach = [split_ref(ref, "--attach", "SERVER:URI", "notes:notes:///ideas.md")
+                   for ref in args.attach]
     if args.mcp_prompt:
         server, name = split_ref(args.mcp_prompt[0], "--prompt", "SERVER:NAME",
                                  "notes:summarize_note")

@@ -178,7 +178,8 @@ def _resources(args, host) -> int:
         print(f"{server}: {len(items)} resource{'s' if len(items) != 1 else ''}")
         for r in items:
             kind = "template" if r.template else (r.mime_type or "")
-            print(f"    {r.uri:<36}{kind:<16}{r.description.splitlines()[0] if r.description else r.name}"[:110])
+            about = r.description.splitlines()[0] if r.description else r.name
+            print(f"    {r.uri:<36}{kind:<16}{about}"[:110])
     return 0
 
 

@@ -85,7 +85,8 @@ def test_prompts_list_and_fill_in(library):
     assert [(a["name"], a["required"]) for a in poem["arguments"]] == [
         ("topic", True), ("style", False)]
     result = run("tools", "prompt", "library", "poem", "topic=rain on tin", "style=sonnet")
-    assert (result.returncode, result.stdout) == (0, "[user]\nWrite a sonnet about rain on tin.\n\n")
+    assert (result.returncode, result.stdout) == (
+        0, "[user]\nWrite a sonnet about rain on tin.\n\n")
     summary = run("tools", "prompt", "notes", "summarize_note", "path=journal/today.md")
     assert "Planted tomatoes" in summary.stdout and summary.returncode == 0
 

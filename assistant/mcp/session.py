@@ -167,7 +167,8 @@ async def get_prompt(state, name: str, arguments: dict[str, str], timeout: float
             resource = block.resource
             text = getattr(resource, "text", None) or f"[resource {resource.uri}]"
         else:
-            text = f"[{block.type}{', ' + block.mime_type if getattr(block, 'mime_type', None) else ''}]"
+            kind = getattr(block, "mime_type", None)  # images and audio: described only
+            text = f"[{block.type}, {kind}]" if kind else f"[{block.type}]"
         messages.append(PromptMessage(message.role, scrub(text)))
     return messages
 
