@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--allow-tools", action="store_true",
                      help="run tool calls without asking (otherwise: ask on a terminal, "
                           "deny without one)")
+    ask.add_argument("--attach", action="append", default=[], metavar="SERVER:URI",
+                     help="put an MCP resource's text before the prompt (repeatable); "
+                          "see `assistant tools resources`")
+    ask.add_argument("--prompt", dest="mcp_prompt", nargs="+",
+                     metavar=("SERVER:NAME", "key=value"),
+                     help="start from an MCP server's prompt, filled in with its arguments; "
+                          "see `assistant tools prompts`")
 
     summ = commands.add_parser(
         "summarize", help="summarize notes: one summary per note, then a digest",
@@ -203,9 +210,18 @@ def ask(args, settings) -> int:
     tools no MCP code at all; with tools, a server whose tool list is known from an
     earlier run starts only if the model calls one of its tools, and the others come up
     while the model loads."""
-    prompt = read_prompt(args.prompt)
-    servers, problems = ([], []) if args.no_tools else _configured_servers(settings,
-                                                                           args.mcp_config)
+    wanted = _mcp_wanted(args)  # malformed references fail before anything starts
+    # With a server's prompt, the user's own text is optional (and stdin only with -).
+    prompt = read_prompt(args.prompt) if args.prompt is not None or not args.mcp_prompt \
+        else None
+    servers, problems = ([], []) if args.no_tools and not wanted else _configured_servers(
+        settings, args.mcp_config)
+    if wanted:
+        from assistant.cli_resources import choose
+
+        named = [choose(servers, name)[0] for name in dict.fromkeys(wanted)]
+        if args.no_tools:  # only the servers read from, and none of their tools offered
+            servers = named
     for line in problems:
         print(f"assistant: warning: {line}", file=sys.stderr)
     host = None
@@ -218,6 +234,54 @@ def ask(args, settings) -> int:
     finally:
         if host is not None:
             host.close()
+
+
+def _mcp_wanted(args) -> list[str]:
+    """Check ``--attach`` and ``--prompt`` and name the servers they read from."""
+    if not (args.attach or args.mcp_prompt):
+        return []
+    from assistant.cli_resources import parse_pairs, split_ref
+
+    args.attach = [split_ref(ref, "--attach", "SERVER:URI", "notes:notes:///ideas.md")
+                   for ref in args.attach]
+    if args.mcp_prompt:
+        server, name = split_ref(args.mcp_prompt[0], "--prompt", "SERVER:NAME",
+                                 "notes:summarize_note")
+        args.mcp_prompt = (server, name, parse_pairs(args.mcp_prompt[1:]))
+    return [s for s, _ in args.attach] + ([args.mcp_prompt[0]] if args.mcp_prompt else [])
+
+
+def _mcp_messages(args, host, prompt: str | None) -> tuple[list[dict], list[tuple[str, str]]]:
+    """The chat messages a server's prompt and the attached resources make, with the
+    user's own text last; and the attachments as (reference, text)."""
+    from assistant.cli_resources import attachment, prompt_messages, read_text
+
+    attached = [(f"{server}:{uri}", read_text(host, server, uri)) for server, uri in args.attach]
+    messages = []
+    if args.mcp_prompt:
+        server, name, arguments = args.mcp_prompt
+        messages = [{"role": m.role, "content": m.text}
+                    for m in prompt_messages(host, server, name, arguments)]
+    blocks = [attachment(ref, text) for ref, text in attached]
+    own = "\n\n".join([*blocks, *([prompt] if prompt else [])])
+    if own:
+        messages.append({"role": "user", "content": own})
+    if not messages or messages[-1]["role"] != "user":
+        raise UserError("the server's prompt ends with the assistant's turn; add your own "
+                        "question after the options, e.g. assistant ask \"...\" --prompt …")
+    return messages, attached
+
+
+def _check_fits(engine, counter, messages: list[dict], attached) -> None:
+    """Attached text counts against the context window: say so in one line when the
+    prompt cannot fit, before any generation."""
+    total = sum(counter.count(m["content"]) for m in messages)
+    if total < engine.context_window:
+        return
+    sizes = ", ".join(f"{ref} {counter.count(text):,} tokens" for ref, text in attached)
+    raise UserError(f"the attached text does not fit: the prompt is {total:,} tokens "
+                    f"({sizes}) for a {engine.context_window:,}-token context window; attach "
+                    "less or raise context_limit in the settings")
 
 
 def _configured_servers(settings, mcp_config):
@@ -246,9 +310,12 @@ def _answer(args, settings, prompt: str, host) -> int:
     reported: set[str] = set()
     with Engine(model_path, context_limit=settings.context_limit,
                 tool_calls=host is not None and options.constrain_tool_calls) as engine:
+        # Read while the model loads: a server's answer and the weights come in together.
+        mcp_messages, attached = _mcp_messages(args, host, prompt) \
+            if args.attach or args.mcp_prompt else (None, [])
         engine.wait_loaded()
         tools = None
-        if host is not None:
+        if host is not None and not args.no_tools:
             from assistant.chat.tooling import make_tools
             from assistant.tokens import counter_for
 
@@ -261,7 +328,14 @@ def _answer(args, settings, prompt: str, host) -> int:
                                                       args.prompt in (None, "-")))
                 system = "\n\n".join(p for p in (system, load_prompt("tools")) if p)
         messages = ([{"role": "system", "content": system}] if system else [])
-        messages.append({"role": "user", "content": prompt})
+        if mcp_messages is None:
+            messages.append({"role": "user", "content": prompt})
+        else:
+            messages += mcp_messages
+        if attached:
+            from assistant.tokens import counter_for
+
+            _check_fits(engine, counter_for(model_path), messages, attached)
         printer = _Printer(args.json, args.show_thinking)
         # One turn, then the process ends: prefill only between tool rounds.
         turn = Turn(engine, messages, options, chat=ChatCache(), observer=printer, tools=tools,

@@ -14,7 +14,8 @@ from assistant.mcp.config import claude_config_file, config_file, import_claude
 
 
 def add_parser(commands) -> None:
-    tools = commands.add_parser("tools", help="list, check and call MCP servers' tools",
+    tools = commands.add_parser("tools", help="list, check and call MCP servers' tools, "
+                                "read their resources, fill in their prompts",
                                 description="The MCP servers from mcp.json (Claude Desktop's "
                                 "mcpServers format) and the built-in ones.")
     sub = tools.add_subparsers(dest="tools_command", required=True,
@@ -28,6 +29,20 @@ def add_parser(commands) -> None:
     call.add_argument("arguments", nargs="?", default="{}", help="a JSON object (default {})")
     call.add_argument("--timeout", type=float, help="seconds (default: the server's timeout)")
     call.add_argument("--json", action="store_true")
+    resources = sub.add_parser("resources", help="the resources and resource templates "
+                               "servers offer")
+    resources.add_argument("server", nargs="?", help="only this server")
+    resources.add_argument("--json", action="store_true")
+    read = sub.add_parser("read", help="print one resource (binary ones are described)")
+    read.add_argument("server")
+    read.add_argument("uri", help="e.g. notes:///ideas.md")
+    prompts = sub.add_parser("prompts", help="the prompts servers offer, with their arguments")
+    prompts.add_argument("server", nargs="?", help="only this server")
+    prompts.add_argument("--json", action="store_true")
+    prompt = sub.add_parser("prompt", help="fill in one prompt and print its messages")
+    prompt.add_argument("server")
+    prompt.add_argument("name")
+    prompt.add_argument("arguments", nargs="*", metavar="key=value")
     imp = sub.add_parser("import-claude", help="copy servers from Claude Desktop's config")
     imp.add_argument("path", nargs="?", type=Path,
                      help=f"Claude's config file (default {claude_config_file()})")
@@ -35,7 +50,7 @@ def add_parser(commands) -> None:
     revoke = sub.add_parser("revoke", help="forget stored choices for a server or one tool")
     revoke.add_argument("server")
     revoke.add_argument("tool", nargs="?")
-    for p in (list_, sub.choices["test"], call):
+    for p in (list_, sub.choices["test"], call, resources, read, prompts, prompt):
         p.add_argument("--mcp-config", type=Path, help=f"server config (default {config_file()})")
 
 
@@ -55,11 +70,16 @@ def run(args, settings) -> int:
         print(f"assistant: {line}", file=sys.stderr)
     if command == "call":
         return _call(args, servers)
+    if command in ("resources", "read", "prompts", "prompt"):
+        from assistant import cli_resources
+
+        return cli_resources.run(args, servers)
     with closing(start_host(servers)) as host:
         states = list(host.servers.values())
         status = {s.config.name: s.status for s in states}  # before close() stops them
         catalog = Catalog(host.tools(), _counter(settings))
         costs = catalog.cost_by_server()
+        offered = _offered(host)
     for line in server_noise(host):
         print(f"assistant: {line}", file=sys.stderr)
     if command == "test":
@@ -69,13 +89,17 @@ def run(args, settings) -> int:
             "name": s.config.name, "transport": s.config.transport,
             "error": s.error, "state": status[s.config.name], "startup_s": s.startup_s, "trust": s.config.trust,
             "builtin": s.config.builtin, "tokens": costs.get(s.config.name, 0),
+            "resources": offered.get(s.config.name, (None, None))[0],
+            "prompts": offered.get(s.config.name, (None, None))[1],
             "log_file": str(s.log_file) if s.log_file else None,
             "tools": [{"name": t.name, "description": t.description, "read_only": t.read_only,
                        "destructive": t.destructive} for t in s.tools],
         } for s in states], indent=2, ensure_ascii=False))
         return 0
     for s in states:
-        detail = f"{len(s.tools)} tools, {costs.get(s.config.name, 0):,} tokens" \
+        resources, prompts = offered.get(s.config.name, (0, 0))
+        detail = f"{len(s.tools)} tools, {resources} resources, {prompts} prompts, " \
+            f"{costs.get(s.config.name, 0):,} tokens" \
             if status[s.config.name] == "ready" else (s.error or "")
         flags = " trusted" if s.config.trust else ""
         print(f"{s.config.name:<14}{status[s.config.name]:<10}{s.config.transport:<7}{detail}{flags}")
@@ -85,6 +109,25 @@ def run(args, settings) -> int:
     total = sum(costs.values())
     print(f"\ntool definitions: {total:,} tokens in every prompt that offers them all")
     return 0
+
+
+def _offered(host) -> dict[str, tuple[int, int]]:
+    """Each ready server's (resources and templates, prompts) counts; a server that
+    fails to list them counts none rather than failing the listing."""
+    from assistant.mcp.host import RequestFailed
+
+    counts = {}
+    for name, state in host.servers.items():
+        if state.status != "ready":
+            continue
+        found = []
+        for method in (host.resources, host.prompts):
+            try:
+                found.append(len(method(name)))
+            except RequestFailed:
+                found.append(0)
+        counts[name] = tuple(found)
+    return counts
 
 
 def _counter(settings):

@@ -1,5 +1,10 @@
 """MCP server "notes": list, search, read and append Markdown/text notes inside one root folder.
 
+Each note is also a resource, ``notes:///{+path}`` (``notes:///journal/today.md``), read
+with the same checks as ``read_note``, and ``notes:///`` lists them; the prompts
+``summarize_note`` and ``find_in_notes`` give a user something to start from, and a note's
+path is completed (``completion/complete``) from the notes there are.
+
 Run: python -m assistant.tools.notes [--root DIR]  (else $ASSISTANT_NOTES_ROOT, else ~/Notes)
 
 No path outside the root is ever read or written. Requests are checked lexically (no absolute
@@ -24,8 +29,8 @@ from pathlib import Path
 from typing import Annotated
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.types import Completion, ToolAnnotations
 from pydantic import Field
 
 from assistant.text import scrub
@@ -420,7 +425,58 @@ def build_server(root: Path) -> MCPServer:
         """Append text to a note, creating the note and its folders if missing."""
         return _answer(notes.append_note, path, text)
 
+    @server.resource("notes:///", name="index", mime_type="text/plain",
+                     description="The notes in the notes folder, with sizes and dates")
+    def index() -> str:
+        return _resource(notes.list_notes, "")
+
+    @server.resource("notes:///{+path}", name="note", mime_type="text/markdown",
+                     description="One note, by its path in the notes folder")
+    def note(path: str) -> str:
+        return _resource(notes.read_note, path)
+
+    @server.prompt(description="Summarize one note in a few bullet points")
+    def summarize_note(
+        path: Annotated[str, Field(description="note path, e.g. 'ideas.md'")],
+    ) -> str:
+        text = _resource(notes.read_note, path)
+        return f"Summarize this note ({path}) in a few short bullet points:\n\n{text}"
+
+    @server.prompt(description="Find what the notes say about a topic")
+    def find_in_notes(topic: Annotated[str, Field(description="what to look for")]) -> str:
+        return (f"Search my notes for {topic!r} with search_notes, read the notes that "
+                "match, and tell me what they say about it.")
+
+    @server.completion()
+    async def complete(ref, argument, context) -> Completion | None:
+        """Note paths for a prompt's or the note template's ``path``, by prefix."""
+        if argument.name != "path" or getattr(ref, "name", getattr(ref, "uri", None)) not in (
+                "summarize_note", "notes:///{+path}"):
+            return None
+        return Completion(values=_note_paths(notes, argument.value))
+
     return server
+
+
+def _note_paths(notes: NotesRoot, prefix: str, limit: int = 100) -> list[str]:
+    found = []
+    try:
+        for rel, _fd, _name, _st in notes._walk("", []):
+            if rel.startswith(prefix) and scrub(rel) == rel:
+                found.append(rel)
+                if len(found) == limit:
+                    break
+    except ToolError:
+        pass
+    return found
+
+
+def _resource(read: Callable[..., str], *args) -> str:
+    """A resource's text, or the tool's one-line error as the protocol's resource error."""
+    try:
+        return _answer(read, *args)
+    except ToolError as exc:
+        raise ResourceError(str(exc)) from None
 
 
 def notes_root(arg: str | None) -> Path:

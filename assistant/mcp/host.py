@@ -33,9 +33,10 @@ from pathlib import Path
 
 from assistant.mcp.config import ServerConfig
 from assistant.mcp.toolcache import ToolListCache
-from assistant.mcp.toolinfo import CallResult, ToolInfo
+from assistant.mcp.toolinfo import (CallResult, PromptInfo, PromptMessage, RequestFailed,
+                                    ResourceContent, ResourceInfo, ToolInfo)
 
-__all__ = ["CallResult", "McpHost", "ServerState", "ToolInfo"]
+__all__ = ["CallResult", "McpHost", "RequestFailed", "ServerState", "ToolInfo"]
 
 # A handshake has its own limit, never a server's call timeout: a Python server spends
 # 2-4 s importing the SDK on a loaded 2-core machine, an npx server may first download.
@@ -152,6 +153,27 @@ class McpHost:
         return asyncio.run_coroutine_threadsafe(self._call(server, tool, arguments, timeout),
                                                 self._loop)
 
+    # Resources and prompts: each raises ``RequestFailed`` with a line for the user.
+
+    def resources(self, server: str) -> list[ResourceInfo]:
+        """The server's resources, then its resource templates."""
+        return self._run(self._ask(server, "list_resources"))
+
+    def read_resource(self, server: str, uri: str) -> list[ResourceContent]:
+        return self._run(self._ask(server, "read_resource", uri))
+
+    def prompts(self, server: str) -> list[PromptInfo]:
+        return self._run(self._ask(server, "list_prompts"))
+
+    def get_prompt(self, server: str, name: str, arguments: dict[str, str]
+                   ) -> list[PromptMessage]:
+        return self._run(self._ask(server, "get_prompt", name, arguments))
+
+    def complete(self, server: str, prompt: str, argument: str, value: str = "",
+                 known: dict[str, str] | None = None) -> list[str]:
+        """Values the server suggests for a prompt's argument (none if it offers none)."""
+        return self._run(self._ask(server, "complete", prompt, argument, value, known or {}))
+
     def close(self) -> None:
         """Stop every server (stdin closed, then SIGTERM, then SIGKILL) and the loop.
         A server still in its handshake is abandoned at once."""
@@ -267,6 +289,23 @@ class McpHost:
         except self._session.Lost:
             return failed(self._lost(state))
         return CallResult(text, error, time.perf_counter() - started)
+
+    async def _ask(self, server: str, request: str, *args):
+        """A resource or prompt request to a server, started first if it is idle."""
+        state = self.servers.get(server)
+        if state is None:
+            raise RequestFailed(f"no MCP server named {server!r}")
+        if state.status == "idle":
+            self._begin(state)
+        if state.status == "starting":
+            await state.started.wait()
+        if state.status != "ready" or state.client is None:
+            why = f" ({state.error})" if state.error else ""
+            raise RequestFailed(f"MCP server {server!r} is not running: {state.status}{why}")
+        try:
+            return await getattr(self._session, request)(state, *args, state.config.timeout)
+        except self._session.Lost:
+            raise RequestFailed(self._lost(state)) from None
 
     def _lost(self, state: ServerState) -> str:
         state.status = "failed"

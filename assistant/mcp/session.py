@@ -1,5 +1,6 @@
 """One server through the MCP SDK: connect (in process, stdio or HTTP), list the tools,
-call one, and say in a line what went wrong.
+call one, list and read its resources, list and get its prompts, and say in a line what
+went wrong.
 
 The host imports this module on its own thread when the first server starts, so that
 nothing which runs without tools pays for importing the SDK.
@@ -7,6 +8,9 @@ nothing which runs without tools pays for importing the SDK.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import json
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -22,7 +26,8 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from assistant.mcp.config import ServerConfig
 from assistant.mcp.inprocess import server_for
 from assistant.mcp.stdio import ServerIO, ServerLog, about, stdio_transport
-from assistant.mcp.toolinfo import ToolInfo
+from assistant.mcp.toolinfo import (PromptArgument, PromptInfo, PromptMessage, RequestFailed,
+                                    ResourceContent, ResourceInfo, ToolInfo)
 from assistant.text import scrub, scrub_data
 
 CLIENT_INFO = types.Implementation(name="assistant", version="0.1")
@@ -103,6 +108,112 @@ async def call_tool(state, tool: str, arguments: dict, timeout: float) -> tuple[
     if result.is_error:
         return text, text or f"{server}/{tool} reported an error"
     return text, None
+
+
+async def list_resources(state, timeout: float) -> list[ResourceInfo]:
+    """The resources, then the resource templates, of a server that offers resources."""
+    client: Client = state.client
+    if client.server_capabilities.resources is None:
+        return []
+    server = state.config.name
+    found = [ResourceInfo(server, r.uri, r.name, r.description or "", r.mime_type, r.size)
+             for page in await _pages(state, client.list_resources, timeout)
+             for r in page.resources]
+    found += [ResourceInfo(server, t.uri_template, t.name, t.description or "", t.mime_type,
+                           None, template=True)
+              for page in await _pages(state, client.list_resource_templates, timeout)
+              for t in page.resource_templates]
+    return found
+
+
+async def read_resource(state, uri: str, timeout: float) -> list[ResourceContent]:
+    result = await _request(state, f"reading {uri}", timeout,
+                            state.client.read_resource, uri, cache_mode="bypass")
+    parts = []
+    for item in result.contents:
+        if isinstance(item, types.TextResourceContents):
+            text = scrub(item.text)
+            parts.append(ResourceContent(item.uri, item.mime_type, text, len(text.encode())))
+        else:
+            try:
+                size = len(base64.b64decode(item.blob, validate=False))
+            except (binascii.Error, ValueError):
+                size = len(item.blob) * 3 // 4
+            parts.append(ResourceContent(item.uri, item.mime_type, None, size))
+    return parts
+
+
+async def list_prompts(state, timeout: float) -> list[PromptInfo]:
+    client: Client = state.client
+    if client.server_capabilities.prompts is None:
+        return []
+    return [PromptInfo(state.config.name, p.name, p.description or "", tuple(
+                PromptArgument(a.name, a.description or "", bool(a.required))
+                for a in p.arguments or ()))
+            for page in await _pages(state, client.list_prompts, timeout)
+            for p in page.prompts]
+
+
+async def get_prompt(state, name: str, arguments: dict[str, str], timeout: float
+                     ) -> list[PromptMessage]:
+    result = await _request(state, f"prompt {name!r}", timeout,
+                            state.client.get_prompt, name, scrub_data(arguments))
+    messages = []
+    for message in result.messages:
+        block = message.content
+        if isinstance(block, types.TextContent):
+            text = block.text
+        elif isinstance(block, types.EmbeddedResource):
+            resource = block.resource
+            text = getattr(resource, "text", None) or f"[resource {resource.uri}]"
+        else:
+            kind = getattr(block, "mime_type", None)  # images and audio: described only
+            text = f"[{block.type}, {kind}]" if kind else f"[{block.type}]"
+        messages.append(PromptMessage(message.role, scrub(text)))
+    return messages
+
+
+async def complete(state, prompt: str, argument: str, value: str,
+                   known: dict[str, str], timeout: float) -> list[str]:
+    """The server's suggestions for one prompt argument (``completion/complete``), or
+    none when the server does not offer completions."""
+    if state.client.server_capabilities.completions is None:
+        return []
+    result = await _request(state, f"completing {argument!r}", timeout,
+                            state.client.complete, types.PromptReference(name=prompt),
+                            {"name": argument, "value": value}, known or None)
+    return [scrub(v) for v in result.completion.values[:100]]
+
+
+async def _pages(state, fetch, timeout: float) -> list:
+    pages, cursor = [], None
+    for _ in range(100):  # a server that pages forever cannot hang a listing
+        page = await _request(state, "listing", timeout, fetch, cursor=cursor)
+        pages.append(page)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return pages
+
+
+async def _request(state, what: str, timeout: float, method, *args, **kwargs):
+    """One request with the server's timeout; its failure as ``RequestFailed`` (one line)
+    or ``Lost``."""
+    server = state.config.name
+    about(state.io)
+    try:
+        async with asyncio.timeout(timeout):
+            return await method(*args, **kwargs)
+    except TimeoutError:
+        raise RequestFailed(f"{server} did not answer {what} within {timeout:g} s") from None
+    except MCPError as exc:
+        if exc.error.code == CONNECTION_CLOSED:
+            raise Lost from None
+        raise RequestFailed(f"{server}: {scrub(exc.error.message)}") from None
+    except Exception as exc:
+        if state.client is None or is_disconnect(exc):
+            raise Lost from None
+        raise RequestFailed(f"{server}: {scrub(first_line(exc))}") from None
 
 
 class Lost(Exception):

@@ -28,3 +28,55 @@ class CallResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """A resource a server lists, or (``template``) a URI template it can fill in."""
+    server: str
+    uri: str  # for a template, the RFC 6570 template, e.g. notes:///{path}
+    name: str
+    description: str
+    mime_type: str | None
+    size: int | None
+    template: bool = False
+
+
+@dataclass(frozen=True)
+class ResourceContent:
+    """One part of a read resource: text, or binary data known only by type and size
+    (never kept: a text-only model cannot use it and base64 would fill the prompt)."""
+    uri: str
+    mime_type: str | None
+    text: str | None  # None for binary data
+    size: int  # bytes: of the UTF-8 text, or of the decoded binary data
+
+    def describe(self) -> str:
+        """What a user or the model is told of binary data instead of the data."""
+        return f"[binary resource {self.uri}: {self.mime_type or 'unknown type'}, " \
+               f"{self.size:,} bytes]"
+
+
+@dataclass(frozen=True)
+class PromptArgument:
+    name: str
+    description: str
+    required: bool
+
+
+@dataclass(frozen=True)
+class PromptInfo:
+    server: str
+    name: str
+    description: str
+    arguments: tuple[PromptArgument, ...]
+
+
+@dataclass(frozen=True)
+class PromptMessage:
+    role: str  # user | assistant
+    text: str
+
+
+class RequestFailed(Exception):
+    """A resource or prompt request the server refused or could not serve, in one line."""
