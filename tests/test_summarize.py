@@ -248,6 +248,13 @@ def test_cli_nothing_to_summarize(fixture_model, tmp_path):
     assert "no notes found" in err and "not found" in err and "binary file" in err
 
 
+def interruptible() -> None:
+    """In the child: Ctrl+C as a terminal gives it. A suite started in the background by a
+    non-interactive shell (`.ci/run &`) hands its children SIGINT ignored, and Python then
+    installs no KeyboardInterrupt for it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_ctrl_c_keeps_finished_notes(fixture_model, tmp_path, app_home):
     folder = tmp_path / "many"
     folder.mkdir()
@@ -255,7 +262,8 @@ def test_cli_ctrl_c_keeps_finished_notes(fixture_model, tmp_path, app_home):
         (folder / f"note{i:02}.md").write_text(f"# Note {i}\n\n" + MEETING)
     proc = subprocess.Popen([ASSISTANT, "summarize", str(folder), "--model", str(fixture_model),
                              "--max-tokens", "40"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=os.environ.copy())
+                            stdin=subprocess.DEVNULL, env=os.environ.copy(),
+                            preexec_fn=interruptible)
     cache = app_home / "cache" / "summaries"
     deadline = time.monotonic() + 120
     while not list(cache.glob("*/*.json")) and time.monotonic() < deadline:
@@ -314,7 +322,8 @@ def summarizing(fixture_model, folder: Path, *args: str, stdin=subprocess.DEVNUL
     """The real command in the background, killed if a failed test leaves it running."""
     proc = subprocess.Popen([ASSISTANT, "summarize", str(folder), "--model", str(fixture_model),
                              *args], stdin=stdin, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=os.environ.copy())
+                            stderr=subprocess.PIPE, env=os.environ.copy(),
+                            preexec_fn=interruptible)
     try:
         yield proc
     finally:
