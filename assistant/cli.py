@@ -308,8 +308,7 @@ def _answer(args, settings, prompt: str, host) -> int:
     )
     model_path = resolve_model(args.model or settings.model)
     reported: set[str] = set()
-    with Engine(model_path, context_limit=settings.context_limit,
-                tool_calls=host is not None and options.constrain_tool_calls) as engine:
+    with Engine(model_path, context_limit=settings.context_limit) as engine:
         # Read while the model loads: a server's answer and the weights come in together.
         mcp_messages, attached = _mcp_messages(args, host, prompt) \
             if args.attach or args.mcp_prompt else (None, [])

@@ -48,7 +48,8 @@ CLOSING_TOKENS = 32
 class ToolGrammar:
     """The grammar of one call to any of the tools offered, for one tokenizer."""
 
-    def __init__(self, tools: list[dict], vocabulary: Vocabulary, end_id: int):
+    def __init__(self, tools: list[dict], vocabulary: Vocabulary, end_id: int,
+                 first_token: int):
         import llguidance
 
         self.vocabulary = vocabulary
@@ -76,9 +77,8 @@ class ToolGrammar:
         (first_tokens,) = np.nonzero(_allowed(first, vocabulary.size))
         # The grammar starts with a newline: one token only, so free text can apply the
         # first mask as a boost on one logit rather than an operation on all of them.
-        if len(first_tokens) != 1:
+        if list(first_tokens) != [first_token]:
             raise ValueError("the tool-call grammar must start with one fixed token")
-        self.first_token = int(first_tokens[0])
 
     def matcher(self):
         import llguidance
@@ -192,6 +192,8 @@ class Grammars:
 
     def __init__(self, counter, vocab: int):
         self.counter, self.vocab = counter, vocab
+        # The call grammar starts with a newline (the template's "<tool_call>\n").
+        (self.first_token,) = counter.encoding.encode("\n")
         self._vocabulary: Vocabulary | None = None
         self._cached: dict[str, ToolGrammar] = {}
 
@@ -206,7 +208,8 @@ class Grammars:
             if len(self._cached) > 32:
                 self._cached.clear()
             self._cached[key] = ToolGrammar(list(tools), self.vocabulary(),
-                                            self.counter.special_tokens[TOOL_CALL_END])
+                                            self.counter.special_tokens[TOOL_CALL_END],
+                                            self.first_token)
         return self._cached[key]
 
 
@@ -216,10 +219,12 @@ class ToolCallGuard:
     """The logits processor for one generation. The engine calls ``begin`` before each
     ``stream_generate`` and ``observe`` with each token it yields."""
 
-    def __init__(self, grammar: ToolGrammar, reasoning: bool):
-        self.grammar = grammar
-        self.vocabulary = vocabulary = grammar.vocabulary
-        special = vocabulary.special
+    def __init__(self, grammars: Grammars, tools, reasoning: bool):
+        # The grammar is built when the model first opens a call: a reply without one
+        # never waits for it (the free-text path needs only the ids below).
+        self.grammars, self.tools = grammars, list(tools)
+        self.grammar: ToolGrammar | None = None
+        special = grammars.counter.special_tokens
         self.tool_call, self.think, self.think_end = (special[TOOL_CALL], special[THINK],
                                                       special[THINK_END])
         self.reasoning = reasoning
@@ -230,7 +235,7 @@ class ToolCallGuard:
         self.last_call_constrained = False  # the latest call kept to the grammar throughout
         self.masked_steps = 0  # tokens chosen under the grammar's mask
         self.closed_early = 0  # calls closed early for the token limit
-        self._bitmask = allocate_bitmask(vocabulary.size)
+        self._bitmask = allocate_bitmask(grammars.vocab)
         self._in_string = self._escaped = self._closing = False
         self._feed = self._budget = 0
         self._generated: list[int] = []
@@ -272,7 +277,7 @@ class ToolCallGuard:
             logits[..., self.tool_call] = mx.where(reasoning, -mx.inf,
                                                    logits[..., self.tool_call])
         if opened is not False:
-            first = self.grammar.first_token
+            first = self.grammars.first_token
             logits[..., first] = mx.where(opened, 1e9, logits[..., first])
         return logits
 
@@ -285,9 +290,10 @@ class ToolCallGuard:
         return apply_bitmask(logits, bitmask)
 
     def _closing_mask(self, bitmask: np.ndarray) -> np.ndarray:
-        allowed = _allowed(bitmask, self.vocabulary.size)
-        closers = (self.vocabulary.closes_string if self._in_string and not self._escaped
-                   else self.vocabulary.closes_value)
+        vocabulary = self.grammar.vocabulary
+        allowed = _allowed(bitmask, vocabulary.size)
+        closers = (vocabulary.closes_string if self._in_string and not self._escaped
+                   else vocabulary.closes_value)
         closing = allowed & closers
         if not closing.any():
             return bitmask
@@ -311,15 +317,26 @@ class ToolCallGuard:
                     self.closed_early += 1
                     log.info("a tool call was closed early: the token limit was near")
         elif token == self.tool_call and not self.reasoning:
-            self.matcher, self.last_call_constrained = self.grammar.matcher(), True
+            self.matcher = self._open()
+            self.last_call_constrained = self.matcher is not None
             self._in_string = self._escaped = self._closing = False
         elif token == self.think:
             self.reasoning = True
         elif token == self.think_end:
             self.reasoning = False
 
+    def _open(self):
+        try:
+            if self.grammar is None:
+                self.grammar = self.grammars.for_tools(self.tools)
+            return self.grammar.matcher()
+        except Exception as exc:  # llguidance refused the whole tool set
+            self.failed = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("a tool call runs unconstrained: %s", self.failed)
+            return None
+
     def _track_strings(self, token: int) -> None:
-        for byte in self.vocabulary.token_bytes[token]:
+        for byte in self.grammar.vocabulary.token_bytes[token]:
             if self._escaped:
                 self._escaped = False
             elif byte == 0x5C and self._in_string:  # backslash

@@ -202,8 +202,8 @@ class Engine:
     def __init__(self, model_path: Path | str, *, context_limit: int = DEFAULT_CONTEXT,
                  tool_calls: bool = False):
         """``tool_calls``: tools will be offered with the grammar on, so the grammar's
-        view of the vocabulary is built right after loading rather than on the first
-        turn that needs it."""
+        view of the vocabulary is built right after loading (while a chat user types)
+        rather than when the model first opens a call."""
         self.model_path = Path(model_path)
         self._prepare_tool_calls = tool_calls
         self._context_limit = context_limit
@@ -378,7 +378,7 @@ class Engine:
         if not (opts.tools and opts.constrain_tool_calls):
             return None
         try:
-            return ToolCallGuard(self._grammars.for_tools(opts.tools), reasoning=reasoning)
+            return ToolCallGuard(self._grammars, opts.tools, reasoning=reasoning)
         except Exception as exc:  # llguidance refused the whole tool set
             log.warning("tool calls run unconstrained this turn: %s", exc)
             return None
