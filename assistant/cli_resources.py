@@ -164,23 +164,15 @@ def listed(host, method: str, single: str | None) -> dict[str, list]:
 
 
 def _resources(args, host) -> int:
-    found = listed(host, "resources", args.server)
-    if args.json:
-        print(json.dumps([{"server": r.server, "uri": r.uri, "name": r.name,
-                           "description": r.description, "mime_type": r.mime_type,
-                           "size": r.size, "template": r.template}
-                          for items in found.values() for r in items],
-                         indent=2, ensure_ascii=False))
-        return 0
-    for server, items in found.items():
-        if args.server is None and not items:
-            continue
-        print(f"{server}: {len(items)} resource{'s' if len(items) != 1 else ''}")
-        for r in items:
-            kind = "template" if r.template else (r.mime_type or "")
-            about = r.description.splitlines()[0] if r.description else r.name
-            print(f"    {r.uri:<36}{kind:<16}{about}"[:110])
-    return 0
+    def row(r) -> str:
+        kind = "template" if r.template else (r.mime_type or "")
+        about = r.description.splitlines()[0] if r.description else r.name
+        return f"    {r.uri:<36}{kind:<16}{about}"[:110]
+
+    return _listing(args, listed(host, "resources", args.server), "resource", row,
+                    lambda r: {"server": r.server, "uri": r.uri, "name": r.name,
+                               "description": r.description, "mime_type": r.mime_type,
+                               "size": r.size, "template": r.template})
 
 
 def _read(args, host) -> int:
@@ -197,24 +189,32 @@ def _read(args, host) -> int:
 
 
 def _prompts(args, host) -> int:
-    found = listed(host, "prompts", args.server)
+    def row(p) -> str:
+        usage = " ".join(a.name + "=…" if a.required else f"[{a.name}=…]" for a in p.arguments)
+        line = f"    {p.name} {usage}".rstrip()
+        if p.description:
+            line += "\n" + f"        {p.description.splitlines()[0]}"[:110]
+        return line
+
+    return _listing(args, listed(host, "prompts", args.server), "prompt", row,
+                    lambda p: {"server": p.server, "name": p.name,
+                               "description": p.description,
+                               "arguments": [{"name": a.name, "description": a.description,
+                                              "required": a.required} for a in p.arguments]})
+
+
+def _listing(args, found: dict, noun: str, row, as_json) -> int:
+    """What `tools resources` and `tools prompts` print: JSON, or a block per server."""
     if args.json:
-        print(json.dumps([{"server": p.server, "name": p.name, "description": p.description,
-                           "arguments": [{"name": a.name, "description": a.description,
-                                          "required": a.required} for a in p.arguments]}
-                          for items in found.values() for p in items],
+        print(json.dumps([as_json(item) for items in found.values() for item in items],
                          indent=2, ensure_ascii=False))
         return 0
     for server, items in found.items():
         if args.server is None and not items:
             continue
-        print(f"{server}: {len(items)} prompt{'s' if len(items) != 1 else ''}")
-        for p in items:
-            usage = " ".join(a.name + "=…" if a.required else f"[{a.name}=…]"
-                             for a in p.arguments)
-            print(f"    {p.name} {usage}".rstrip())
-            if p.description:
-                print(f"        {p.description.splitlines()[0]}"[:110])
+        print(f"{server}: {len(items)} {noun}{'s' if len(items) != 1 else ''}")
+        for item in items:
+            print(row(item))
     return 0
 
 
