@@ -229,12 +229,9 @@ class ToolCallGuard:
                                                       special[THINK_END])
         self.reasoning = reasoning
         self.matcher = None  # set while a call is open
-        self.calls = 0  # calls the grammar has closed
         self.failed: str | None = None  # why a call left the grammar (a processor after
         # this one forced a token it did not allow)
         self.last_call_constrained = False  # the latest call kept to the grammar throughout
-        self.masked_steps = 0  # tokens chosen under the grammar's mask
-        self.closed_early = 0  # calls closed early for the token limit
         self._bitmask = allocate_bitmask(grammars.vocab)
         self._in_string = self._escaped = self._closing = False
         self._feed = self._budget = 0
@@ -251,10 +248,6 @@ class ToolCallGuard:
         self._observed += 1
         if self._observed > len(self._generated):  # not already learnt inside a call
             self._advance(token)
-
-    @property
-    def in_call(self) -> bool:
-        return self.matcher is not None
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
         pending = tokens.shape[0] - self._feed - len(self._generated)
@@ -282,7 +275,6 @@ class ToolCallGuard:
         return logits
 
     def _constrain(self, logits: mx.array, left: int) -> mx.array:
-        self.masked_steps += 1
         fill_bitmask(self.matcher, self._bitmask)
         bitmask = self._bitmask
         if left <= CLOSING_TOKENS:
@@ -312,9 +304,8 @@ class ToolCallGuard:
                 log.warning("a tool call left its grammar: %s", self.failed)
                 self.matcher, self.last_call_constrained = None, False
             elif self.matcher.is_stopped():
-                self.matcher, self.calls = None, self.calls + 1
+                self.matcher = None
                 if self._closing:
-                    self.closed_early += 1
                     log.info("a tool call was closed early: the token limit was near")
         elif token == self.tool_call and not self.reasoning:
             self.matcher = self._open()
