@@ -14,7 +14,7 @@ import queue
 import re
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -299,9 +299,13 @@ class Engine:
             mx.clear_streams()
 
     def _load(self) -> None:
+        # The counter's tables (a quarter of a second) are read while the weights load.
+        counting = ThreadPoolExecutor(1, thread_name_prefix="token-tables")
+        counter = counting.submit(_token_counter, self.model_path)
+        counting.shutdown(wait=False)
         try:
             self.model, self.tokenizer, config = load(str(self.model_path), return_config=True)
-            self.prompts = PromptEncoder(self.tokenizer, _token_counter(self.model_path))
+            self.prompts = PromptEncoder(self.tokenizer, counter.result())
             self._grammars = Grammars(self.prompts.counter, config.get("vocab_size") or
                                       len(self.tokenizer.get_vocab()))
             window = config.get("max_position_embeddings") or self._context_limit
