@@ -11,12 +11,12 @@ import os
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 _WHERE = {
-    "ChatCache": "engine", "Engine": "engine", "Generation": "engine",
-    "GenerationOptions": "engine", "TurnResult": "engine",
+    "ChatCache": "engine", "Engine": "engine", "GenerationOptions": "generation",
+    "Generation": "generation", "TurnResult": "generation", "Prefill": "generation",
+    "open_engine": "backends", "is_remote": "backends",
     "Event": "events", "Failed": "events", "Finished": "events", "PromptReady": "events",
     "TextDelta": "events", "ThinkingDelta": "events", "ToolCallParsed": "events",
     "TurnStats": "events",
-    "Prefill": "prefill",
     "resolve_model": "model",
 }
 

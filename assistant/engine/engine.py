@@ -9,16 +9,16 @@ checks after every token.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import logging
 import queue
-import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import mlx.core as mx
 from mlx_lm import load, stream_generate
@@ -26,11 +26,12 @@ from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_p
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 from mlx_lm.utils import common_prefix_len
 
-from assistant.config import DIRECT_SAMPLING, THINKING_SAMPLING, Sampling
 from assistant.engine.constrain import Grammars, ToolCallGuard
 from assistant.engine.events import (Event, Failed, Finished, PromptReady, TextDelta,
                                      ThinkingDelta, ToolCallParsed, TurnStats)
-from assistant.engine.prefill import Prefill, prefill_chunks
+from assistant.engine.generation import (Generation, GenerationOptions, Prefill, TurnResult,
+                                         effective_thinking)
+from assistant.engine.prefill import prefill_chunks
 from assistant.engine.prompt import PromptEncoder
 from assistant.engine.split import REASONING, OutputSplitter, initial_state
 from assistant.errors import ModelError
@@ -41,22 +42,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 32768
 # What the engine appends when the thinking budget runs out, so the model answers.
 BUDGET_CLOSE = "\n</think>\n\n"
-
-
-_SOFT_SWITCH = re.compile(r"/(no_)?think\b")
-
-
-def effective_thinking(messages: Sequence[dict], thinking: bool) -> bool:
-    """Qwen3's soft switches: with thinking on, the latest ``/think`` or ``/no_think``
-    in the user's messages decides; with it off (the hard switch), nothing turns it on."""
-    if not thinking:
-        return False
-    for message in reversed(messages):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            switches = _SOFT_SWITCH.findall(message["content"])
-            if switches:
-                return switches[-1] != "no_"
-    return True
 
 
 class _PrefillCancelled(Exception):
@@ -71,23 +56,6 @@ def _token_counter(model_path: Path):
         # model whose tokenizer it cannot read is refused rather than run unguarded.
         raise ModelError(f"cannot read the tokenizer of {model_path} (a byte-level BPE "
                          f"tokenizer.json, as the Qwen3 models have, is needed): {exc}") from exc
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    thinking: bool = True
-    max_tokens: int = 4096
-    thinking_budget: int | None = None
-    # One preset per mode (Qwen's by default): soft switches can change the mode.
-    thinking_sampling: Sampling = THINKING_SAMPLING
-    direct_sampling: Sampling = DIRECT_SAMPLING
-    tools: Sequence[dict] | None = None  # JSON schemas in the chat template's format
-    seed: int | None = None
-    # Extra mlx-lm logits processors, applied after the sampling penalties and the
-    # tool-call grammar (a processor that sets a logit outright can override the grammar).
-    logits_processors: Sequence[Callable] = ()
-    # Inside <tool_call>, decode only calls to the tools offered, valid for their schema.
-    constrain_tool_calls: bool = True
 
 
 class ChatCache:
@@ -121,63 +89,6 @@ class ChatCache:
         return common
 
 
-class Generation:
-    """A handle on one request: iterate it for events, or cancel it."""
-
-    def __init__(self) -> None:
-        self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        self._cancel = threading.Event()
-        self.submitted = time.perf_counter()
-        self.done = False
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def __iter__(self) -> Iterator[Event]:
-        while not self.done:
-            event = self._events.get()
-            if isinstance(event, (Finished, Failed)):
-                self.done = True
-            yield event
-
-    def result(self) -> TurnResult:
-        """Wait for the end and gather everything that was streamed."""
-        result = TurnResult()
-        for event in self:
-            result.add(event)
-        return result
-
-
-@dataclass
-class TurnResult:
-    text: str = ""
-    thinking: str = ""
-    tool_calls: list[ToolCallParsed] = field(default_factory=list)
-    stats: TurnStats | None = None
-    finish_reason: str | None = None
-    error: Failed | None = None
-
-    def add(self, event: Event) -> None:
-        match event:
-            case TextDelta(text):
-                self.text += text
-            case ThinkingDelta(text):
-                self.thinking += text
-            case ToolCallParsed():
-                self.tool_calls.append(event)
-            case TurnStats():
-                self.stats = event
-            case Finished(reason):
-                self.finish_reason = reason
-                self.text, self.thinking = self.text.rstrip(), self.thinking.strip()
-            case Failed():
-                self.error = event
-
-
 @dataclass
 class _Job:
     messages: list[dict]
@@ -197,7 +108,14 @@ class _IdlePrefill:
 
 
 class Engine:
-    """Owns the model and the thread that runs it. Use as a context manager or ``close()``."""
+    """Owns the model and the thread that runs it. Use as a context manager or ``close()``.
+
+    The in-process backend; ``remote.RemoteEngine`` is the other, with the same methods.
+    Front ends ask ``local`` before using what only a model in this process can do
+    (constrained tool calls, idle prefill, the KV cache, ``call``).
+    """
+
+    local = True
 
     def __init__(self, model_path: Path | str, *, context_limit: int = DEFAULT_CONTEXT,
                  tool_calls: bool = False):
@@ -221,6 +139,28 @@ class Engine:
         self._thread.start()
 
     # -- front-end side -------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        """The model's short name, for a status bar."""
+        return self.model_path.name
+
+    @property
+    def name(self) -> str:
+        """Where the model is, in full (``ask --json`` reports it)."""
+        return str(self.model_path)
+
+    @property
+    def identity(self) -> list[str]:
+        """What makes one model's output differ from another's (for result caches)."""
+        config = self.model_path / "config.json"
+        return [str(self.model_path.resolve()), hashlib.sha256(
+            config.read_bytes() if config.is_file() else b"").hexdigest()]
+
+    @property
+    def counter(self):
+        """The model's token counter (once loaded)."""
+        return self.prompts.counter
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
         """Block until the model is loaded; raise ``ModelError`` if it could not be."""

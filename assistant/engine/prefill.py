@@ -11,12 +11,13 @@ its KV entries hold) for the request to carry on from.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Callable
 
 import mlx.core as mx
 from mlx_lm.generate import generation_stream
+
+from assistant.engine.generation import Prefill  # noqa: F401  (its handle, re-exported)
 
 # A chunk is sized to take about this long, so a request queued behind idle work waits
 # about this long at most, on a fast machine or a slow one (where even a few tokens take
@@ -24,36 +25,6 @@ from mlx_lm.generate import generation_stream
 CHUNK_SECONDS = 0.05
 FIRST_CHUNK = 16
 MIN_CHUNK, MAX_CHUNK = 4, 1024
-
-
-class Prefill:
-    """A handle on one idle prefill: wait for it to end, or cancel it.
-
-    ``outcome`` is ``"done"`` (the cache holds the whole prefix), ``"yielded"`` (stopped
-    for a request), ``"cancelled"``, ``"skipped"`` (nothing to do: no model, or a
-    prefix longer than the context window) or ``"failed"``. ``cached`` counts the
-    prefix tokens the cache already held; ``prefilled`` the tokens added here.
-    """
-
-    def __init__(self) -> None:
-        self._cancel = threading.Event()
-        self._done = threading.Event()
-        self.outcome = "queued"
-        self.target = self.cached = self.prefilled = 0
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
-
-    def finish(self, outcome: str) -> None:
-        self.outcome = outcome
-        self._done.set()
 
 
 def prefill_chunks(model, chat, target: list[int], *, stop: Callable[[], bool],

@@ -90,28 +90,34 @@ class OutputSplitter:
 
     def _tool_call(self) -> ToolCallParsed:
         raw, self._tool_text = self._tool_text.strip(), ""
+        return parse_tool_call(raw, self._parse)
+
+
+def parse_tool_call(raw: str, parse=json.loads) -> ToolCallParsed:
+    """Read one call's JSON (``{"name": ..., "arguments": {...}}``) as the model wrote it;
+    what is wrong with it goes in ``error``, for the model to correct."""
+    try:
+        call = parse(raw)
+    except ValueError as exc:
+        return ToolCallParsed(None, None, raw, f"the tool call is not valid JSON: {exc}")
+    except RecursionError:
+        return ToolCallParsed(None, None, raw, "the tool call's JSON is nested too deeply")
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        return ToolCallParsed(None, None, raw, 'a tool call needs a "name" string')
+    arguments = call.get("arguments", {})
+    if isinstance(arguments, str):  # some models send the arguments JSON-encoded
         try:
-            call = self._parse(raw)
-        except ValueError as exc:
-            return ToolCallParsed(None, None, raw, f"the tool call is not valid JSON: {exc}")
-        except RecursionError:
-            return ToolCallParsed(None, None, raw, "the tool call's JSON is nested too deeply")
-        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-            return ToolCallParsed(None, None, raw, 'a tool call needs a "name" string')
-        arguments = call.get("arguments", {})
-        if isinstance(arguments, str):  # some models send the arguments JSON-encoded
-            try:
-                arguments = json.loads(arguments)
-            except ValueError:
-                pass
-        if not isinstance(arguments, dict):
-            return ToolCallParsed(call["name"], None, raw, '"arguments" must be a JSON object')
-        if _depth(arguments) > MAX_ARGUMENT_DEPTH:
-            # Kept in the history, such a call would break every later prompt's rendering.
-            return ToolCallParsed(call["name"], None, raw, "the arguments are nested more than "
-                                  f"{MAX_ARGUMENT_DEPTH} levels deep")
-        # A "\ud800" escape decodes to a lone surrogate, which nothing downstream can encode.
-        return ToolCallParsed(scrub_data(call["name"]), scrub_data(arguments), raw)
+            arguments = json.loads(arguments)
+        except ValueError:
+            pass
+    if not isinstance(arguments, dict):
+        return ToolCallParsed(call["name"], None, raw, '"arguments" must be a JSON object')
+    if _depth(arguments) > MAX_ARGUMENT_DEPTH:
+        # Kept in the history, such a call would break every later prompt's rendering.
+        return ToolCallParsed(call["name"], None, raw, "the arguments are nested more than "
+                              f"{MAX_ARGUMENT_DEPTH} levels deep")
+    # A "\ud800" escape decodes to a lone surrogate, which nothing downstream can encode.
+    return ToolCallParsed(scrub_data(call["name"]), scrub_data(arguments), raw)
 
 
 def _depth(value) -> int:
