@@ -69,6 +69,10 @@ class Settings:
     context_limit: int = 32768
     notes_dir: str = "~/Notes"
     constrained_tool_calls: bool = True
+    # With ``model = "http://HOST:PORT/v1"`` (an OpenAI-compatible inference server):
+    remote_model: str | None = None  # the server's name for the model; its only one if unset
+    api_key_env: str | None = None  # the environment variable that holds the server's key
+    request_timeout: float = 120.0  # seconds to wait for the server's next bytes
     sampling_thinking: Sampling = THINKING_SAMPLING
     sampling_direct: Sampling = DIRECT_SAMPLING
 
@@ -82,6 +86,10 @@ thinking_budget = 2048          # thinking tokens before the model must answer
 context_limit = 32768           # tokens of conversation kept in view
 notes_dir = "~/Notes"           # the only folder the built-in notes server may touch
 constrained_tool_calls = true   # a tool call can only name an offered tool, with valid arguments
+# On an inference server instead (see the README): model = "http://127.0.0.1:8080/v1"
+# remote_model = "Qwen/Qwen3-8B"  # the server's name for the model (its only one if unset)
+# api_key_env = "MY_SERVER_KEY"   # the environment variable that holds its API key
+# request_timeout = 120           # seconds to wait for the server
 
 # temperature in (0, 2], top_p in (0, 1], top_k 0 (off) to 151935, min_p in [0, 1),
 # presence_penalty in [0, 2]; a value outside its range is reported and not used.
@@ -145,6 +153,9 @@ RULES = {
     "context_limit":    Rule("whole", 1, MAX_CONTEXT),
     "notes_dir":        Rule("folder"),
     "constrained_tool_calls": Rule("flag"),
+    "remote_model":     Rule("text"),
+    "api_key_env":      Rule("text"),
+    "request_timeout":  Rule("number", 0, 3600, open_low=True),
 }
 SAMPLING_RULES = {
     # 0 would be greedy in mlx-lm's make_sampler, and greedy makes Qwen3 loop.

@@ -1,0 +1,45 @@
+"""Choosing the backend: the model in this process, or an inference server.
+
+``--model`` (or ``model`` in the settings) names either a model (a directory or a
+Hugging Face repo id: the MLX engine in this process) or a server's address
+(``http://HOST:PORT/v1``: ``RemoteEngine``). Every front end opens its engine here.
+"""
+
+from __future__ import annotations
+
+import os
+
+from assistant.config import Settings
+from assistant.engine.remote import is_remote
+from assistant.errors import ModelError
+
+__all__ = ["is_remote", "open_engine"]
+
+
+def open_engine(model: str | None, settings: Settings, *, tool_calls: bool = False):
+    """The engine for ``model`` (the settings' model if None), loading in the background:
+    call ``wait_loaded()`` before the first request. ``tool_calls``: see ``Engine``."""
+    spec = str(model or settings.model)
+    if is_remote(spec):
+        from assistant.engine.remote import RemoteEngine
+
+        return RemoteEngine(spec, model=settings.remote_model, api_key=_api_key(settings),
+                            api_key_env=settings.api_key_env,
+                            context_limit=settings.context_limit,
+                            timeout=settings.request_timeout)
+    from assistant.engine.engine import Engine
+    from assistant.engine.model import resolve_model
+
+    return Engine(resolve_model(spec), context_limit=settings.context_limit,
+                  tool_calls=tool_calls)
+
+
+def _api_key(settings: Settings) -> str | None:
+    name = settings.api_key_env
+    if not name:
+        return None
+    key = os.environ.get(name, "").strip()
+    if not key:
+        raise ModelError(f"api_key_env names ${name}, which is not set: export {name} with "
+                         "the server's API key")
+    return key
