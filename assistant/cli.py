@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="measure speed against raw mlx-lm",
         description="Measure TTFT, prefill and decode speed of the app against raw "
                     "mlx_lm.stream_generate, same model, prompts and token counts, in one run.")
-    bench.add_argument("--model", help="Hugging Face repo id or local model directory")
+    bench.add_argument("--model", help="Hugging Face repo id, local model directory, or an "
+                       "inference server (http://HOST:PORT/v1)")
     bench.add_argument("--max-tokens", type=_positive,
                        help="tokens decoded per run (default 128; 8 with --startup)")
     bench.add_argument("--long-prompt-tokens", type=_positive, default=1024,
@@ -130,7 +131,8 @@ def _mcp_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="Hugging Face repo id or local model directory")
+    parser.add_argument("--model", help="Hugging Face repo id, local model directory, or an "
+                        "OpenAI-compatible inference server (http://HOST:PORT/v1)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--think", dest="thinking", action="store_true", default=None,
                       help="thinking mode: reason before answering")
@@ -292,7 +294,7 @@ def _configured_servers(settings, mcp_config):
 
 def _answer(args, settings, prompt: str, host) -> int:
     from assistant.chat.turn import Turn
-    from assistant.engine import ChatCache, Engine, GenerationOptions, resolve_model
+    from assistant.engine import ChatCache, GenerationOptions, open_engine
     from assistant.prompts import load as load_prompt
 
     thinking = settings.thinking if args.thinking is None else args.thinking
@@ -306,9 +308,8 @@ def _answer(args, settings, prompt: str, host) -> int:
         seed=args.seed,
         constrain_tool_calls=settings.constrained_tool_calls and not args.no_constrain,
     )
-    model_path = resolve_model(args.model or settings.model)
     reported: set[str] = set()
-    with Engine(model_path, context_limit=settings.context_limit) as engine:
+    with open_engine(args.model, settings) as engine:
         # Read while the model loads: a server's answer and the weights come in together.
         mcp_messages, attached = _mcp_messages(args, host, prompt) \
             if args.attach or args.mcp_prompt else (None, [])
@@ -316,13 +317,12 @@ def _answer(args, settings, prompt: str, host) -> int:
         tools = None
         if host is not None and not args.no_tools:
             from assistant.chat.tooling import make_tools
-            from assistant.tokens import counter_for
 
             host.wait_for_tools()  # only servers never seen before hold the prompt
             reported = _warn_failed(host, reported)
             if host.tools():
                 tools = make_tools(host, [s.config for s in host.servers.values()],
-                                   counter_for(model_path),
+                                   engine.counter,
                                    _terminal_approver(args.allow_tools,
                                                       args.prompt in (None, "-")))
                 system = "\n\n".join(p for p in (system, load_prompt("tools")) if p)
@@ -332,9 +332,7 @@ def _answer(args, settings, prompt: str, host) -> int:
         else:
             messages += mcp_messages
         if attached:
-            from assistant.tokens import counter_for
-
-            _check_fits(engine, counter_for(model_path), messages, attached)
+            _check_fits(engine, engine.counter, messages, attached)
         printer = _Printer(args.json, args.show_thinking)
         # One turn, then the process ends: prefill only between tool rounds.
         turn = Turn(engine, messages, options, chat=ChatCache(), observer=printer, tools=tools,
@@ -355,7 +353,7 @@ def _answer(args, settings, prompt: str, host) -> int:
     if outcome.error:
         print(f"assistant: {outcome.error.error}", file=sys.stderr)
         return EXIT_FAILED if outcome.error.kind == "error" else 2
-    return _print_outcome(args, options, outcome, printer, model_path)
+    return _print_outcome(args, options, outcome, printer, engine.name)
 
 
 def _warn_failed(host, reported: set[str]) -> set[str]:
@@ -367,13 +365,13 @@ def _warn_failed(host, reported: set[str]) -> set[str]:
     return reported | {s.config.name for s in host.servers.values() if s.status == "failed"}
 
 
-def _print_outcome(args, options, outcome, printer, model_path) -> int:
+def _print_outcome(args, options, outcome, printer, model: str) -> int:
     if args.json:
         print(json.dumps({
             "answer": outcome.text,
             "thinking": outcome.thinking,
             "finish_reason": outcome.finish_reason,
-            "model": str(model_path),
+            "model": model,
             "tool_calls": [{"server": c.server, "tool": c.tool, "name": c.name,
                             "arguments": c.arguments, "status": c.status, "error": c.error,
                             "decision": c.decision, "constrained": c.constrained,

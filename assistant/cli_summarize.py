@@ -16,10 +16,9 @@ SKIPPED_SHOWN = 20  # skipped paths listed one per line; the rest are counted by
 
 
 def run_summarize(args, settings) -> int:
-    from assistant.engine import Engine, resolve_model
+    from assistant.engine import open_engine
     from assistant.notes.reader import NOTE_PATTERNS, ScanResult, find_notes
     from assistant.notes.summarize import SummaryError, SummaryOptions, Summarizer
-    from assistant.tokens import counter_for
 
     paths = [p for p in args.paths if p != "-"]
     scan = find_notes([Path(p) for p in paths],
@@ -41,11 +40,10 @@ def run_summarize(args, settings) -> int:
         chunk_tokens=args.chunk_tokens,
         max_tokens=args.max_tokens,
     )
-    model_path = resolve_model(args.model or settings.model)
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
-    with Engine(model_path, context_limit=settings.context_limit) as engine:
+    with open_engine(args.model, settings) as engine:
         engine.wait_loaded()
-        summarizer = Summarizer(engine, counter_for(model_path).count, settings, options)
+        summarizer = Summarizer(engine, engine.counter.count, settings, options)
         estimate = summarizer.estimate(scan.notes)
         if estimate.large and not _agreed(estimate, args):
             print("assistant: nothing summarized", file=sys.stderr)

@@ -114,6 +114,8 @@ class Turn:
             outcome.text, outcome.thinking = result.text, result.thinking
             if result.error:
                 outcome.finish_reason, outcome.error = "failed", result.error
+                if result.text.strip():  # an answer that broke off: what arrived stays
+                    self._append(outcome, {"role": "assistant", "content": result.text.rstrip()})
                 return outcome
             message = {"role": "assistant", "content": result.text}
             if result.thinking:

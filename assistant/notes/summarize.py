@@ -241,10 +241,7 @@ class Summarizer:
             raise UserError(f"a {engine.context_window}-token context window is too small to "
                             f"summarize with --length {options.length}; raise context_limit "
                             "in the settings or use a shorter --length")
-        model = engine.model_path
-        config = model / "config.json"
-        self._model_id = [str(model.resolve()), hashlib.sha256(
-            config.read_bytes() if config.is_file() else b"").hexdigest()]
+        self._model_id = engine.identity
         self._model_key = hashlib.sha256(json.dumps(self._model_id).encode()).hexdigest()
         self._counts: dict[str, int] = {}  # note sha256 -> tokens, counted once per run
 

@@ -212,7 +212,6 @@ class ChatApp(App):
         self.store = store or ChatStore()
         self._own_store = store is None
         self.engine: Any = None
-        self.model_path: Path | None = None
         self.host: Any = None
         self.tools: Any = None  # chat.turn.Tools for the current chat
         self.cache: Any = None  # engine.ChatCache for the current chat
@@ -222,7 +221,7 @@ class ChatApp(App):
         self.turn: Any = None
         self.busy = False
         self.last_stats: Any = None
-        self.status = Status(model=Path(model).name or model, thinking=thinking,
+        self.status = Status(model=_short_name(model), thinking=thinking,
                              servers_total=len([s for s in self.servers if not s.disabled]))
         self._engine_ready = threading.Event()
         self._engine_error: str | None = None
@@ -289,12 +288,11 @@ class ChatApp(App):
             if self._injected is not None:
                 engine, self._injected = self._injected, None
             else:
-                from assistant.engine import Engine, resolve_model
+                from assistant.engine import open_engine
 
-                engine = Engine(resolve_model(model),
-                                context_limit=self.settings.context_limit,
-                                tool_calls=any(not s.disabled for s in self.servers)
-                                and self.settings.constrained_tool_calls)
+                engine = open_engine(model, self.settings,
+                                     tool_calls=any(not s.disabled for s in self.servers)
+                                     and self.settings.constrained_tool_calls)
                 self._owned_engines.append(engine)
             while not engine.wait_loaded(0.25):
                 if self._shutting_down.is_set():
@@ -304,7 +302,7 @@ class ChatApp(App):
             return self._model_failed(str(exc), model)
         except Exception as exc:  # a broken model directory: still a panel, not a crash
             return self._model_failed(f"cannot load the model {model}: {exc}", model)
-        old, self.engine, self.model_path = self.engine, engine, engine.model_path
+        old, self.engine = self.engine, engine
         self.cache, self.tools, self._counter, self._engine_error = None, None, None, None
         self.prefill = None  # it was the old engine's
         if old is not None and old in self._owned_engines:
@@ -326,7 +324,7 @@ class ChatApp(App):
 
     def _model_loaded(self, window: int, seconds: float) -> None:
         self.status.loading = None
-        self.status.model = self.model_path.name
+        self.status.model = self.engine.label
         self.status.context_window = window
         for panel in self.query(ModelProblem):
             panel.remove()
@@ -563,9 +561,7 @@ class ChatApp(App):
 
     def _token_counter(self):
         if self._counter is None:
-            from assistant.tokens import counter_for
-
-            self._counter = counter_for(self.model_path)
+            self._counter = self.engine.counter
         return self._counter
 
     def _chat_tools(self):
@@ -941,6 +937,16 @@ class ChatApp(App):
         self._backends_closed = True
 
 
+def _short_name(model: str) -> str:
+    """A model for the status bar before it loads: a folder's or repo's last part, or a
+    server's address."""
+    from urllib.parse import urlsplit
+
+    from assistant.engine.remote import is_remote
+
+    return urlsplit(model).netloc if is_remote(model) else Path(model).name or model
+
+
 def create_app(settings: Settings | None = None, *, model: str | Path | None = None,
                thinking: bool | None = None, mcp_config: Path | None = None,
                no_tools: bool = False, servers: list | None = None, engine: Any = None,
@@ -956,7 +962,7 @@ def create_app(settings: Settings | None = None, *, model: str | Path | None = N
         servers, problems = load_servers(mcp_config,
                                          notes_root=Path(settings.notes_dir).expanduser())
     if engine is not None and model is None:
-        model = engine.model_path
+        model = engine.model_path if engine.local else engine.url
     return ChatApp(model=str(model or settings.model), settings=settings,
                    thinking=settings.thinking if thinking is None else thinking,
                    servers=[] if no_tools else servers, problems=problems, engine=engine,
