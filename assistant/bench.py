@@ -25,6 +25,7 @@ from assistant.bench_reuse import format_reuse, measure_reuse
 from assistant.benchstats import median, ratios
 from assistant.config import DIRECT_SAMPLING
 from assistant.engine import ChatCache, Engine, Failed, GenerationOptions, TurnStats, resolve_model
+from assistant.engine.remote import is_remote
 
 DECODE_FLOOR_TPS = 55.0
 DEFAULT_MAX_TOKENS = 128
@@ -272,12 +273,18 @@ def format_table(r: dict) -> str:
 
 
 def run_bench(args, settings) -> int:
-    model_path = resolve_model(args.model or settings.model)
     quiet = args.json or not sys.stderr.isatty()
 
     def progress(msg: str) -> None:
         if not quiet:
             print(f"\r\x1b[2K{msg}…", end="", file=sys.stderr, flush=True)
+
+    if is_remote(args.model or settings.model):
+        from assistant.bench_remote import run_remote_bench
+
+        args.max_tokens = args.max_tokens or DEFAULT_MAX_TOKENS
+        return run_remote_bench(args, settings, progress, quiet)
+    model_path = resolve_model(args.model or settings.model)
 
     if args.startup:
         from assistant import bench_startup
