@@ -303,6 +303,15 @@ def run_bench(args, settings) -> int:
 
     if args.tool_calls:
         return _run_tool_bench(args, model_path, window, progress, quiet)
+    if args.adapter:
+        from assistant.bench_adapter import format_adapter_table, measure_adapter
+
+        result = measure_adapter(model_path, args.adapter, args.max_tokens, args.repeats,
+                                 progress)
+        if not quiet:
+            print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
+        print(json.dumps(result, indent=2) if args.json else format_adapter_table(result))
+        return 0
     with Engine(model_path, context_limit=window) as engine:
         progress("loading the model")
         engine.wait_loaded()

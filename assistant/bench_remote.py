@@ -24,6 +24,7 @@ NOTES = ("The team met to plan the release. Testing on the new machines starts o
 LOCAL_ONLY = {
     "tool_calls": "--tool-calls measures the tool-call grammar, which is local-only",
     "startup": "--startup compares with raw mlx-lm in this process, which is local-only",
+    "adapter": "--adapter loads an adapter into the model in this process, which is local-only",
 }
 
 

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "mlx_lm.stream_generate, same model, prompts and token counts, in one run.")
     bench.add_argument("--model", help="Hugging Face repo id, local model directory, or an "
                        "inference server (http://HOST:PORT/v1)")
+    bench.add_argument("--adapter", metavar="DIR", type=Path,
+                       help="also measure decoding with this adapter, against the base model")
     bench.add_argument("--max-tokens", type=_positive,
                        help="tokens decoded per run (default 128; 8 with --startup)")
     bench.add_argument("--long-prompt-tokens", type=_positive, default=1024,
@@ -133,6 +135,9 @@ def _mcp_options(parser: argparse.ArgumentParser) -> None:
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="Hugging Face repo id, local model directory, or an "
                         "OpenAI-compatible inference server (http://HOST:PORT/v1)")
+    parser.add_argument("--adapter", metavar="DIR", type=Path,
+                        help="a LoRA or DoRA adapter folder to load on top of the model "
+                        "(assistant tune run makes one)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--think", dest="thinking", action="store_true", default=None,
                       help="thinking mode: reason before answering")
@@ -309,7 +314,7 @@ def _answer(args, settings, prompt: str, host) -> int:
         constrain_tool_calls=settings.constrained_tool_calls and not args.no_constrain,
     )
     reported: set[str] = set()
-    with open_engine(args.model, settings) as engine:
+    with open_engine(args.model, settings, adapter=args.adapter) as engine:
         # Read while the model loads: a server's answer and the weights come in together.
         mcp_messages, attached = _mcp_messages(args, host, prompt) \
             if args.attach or args.mcp_prompt else (None, [])
@@ -353,7 +358,8 @@ def _answer(args, settings, prompt: str, host) -> int:
     if outcome.error:
         print(f"assistant: {outcome.error.error}", file=sys.stderr)
         return EXIT_FAILED if outcome.error.kind == "error" else 2
-    return _print_outcome(args, options, outcome, printer, engine.name)
+    return _print_outcome(args, options, outcome, printer, engine.name,
+                          getattr(engine, "adapter_name", None))
 
 
 def _warn_failed(host, reported: set[str]) -> set[str]:
@@ -365,13 +371,14 @@ def _warn_failed(host, reported: set[str]) -> set[str]:
     return reported | {s.config.name for s in host.servers.values() if s.status == "failed"}
 
 
-def _print_outcome(args, options, outcome, printer, model: str) -> int:
+def _print_outcome(args, options, outcome, printer, model: str, adapter: str | None) -> int:
     if args.json:
         print(json.dumps({
             "answer": outcome.text,
             "thinking": outcome.thinking,
             "finish_reason": outcome.finish_reason,
             "model": model,
+            "adapter": adapter,
             "tool_calls": [{"server": c.server, "tool": c.tool, "name": c.name,
                             "arguments": c.arguments, "status": c.status, "error": c.error,
                             "decision": c.decision, "constrained": c.constrained,

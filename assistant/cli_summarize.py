@@ -41,7 +41,7 @@ def run_summarize(args, settings) -> int:
         max_tokens=args.max_tokens,
     )
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
-    with open_engine(args.model, settings) as engine:
+    with open_engine(args.model, settings, adapter=args.adapter) as engine:
         engine.wait_loaded()
         summarizer = Summarizer(engine, engine.counter.count, settings, options)
         estimate = summarizer.estimate(scan.notes)

@@ -69,6 +69,7 @@ class Settings:
     context_limit: int = 32768
     notes_dir: str = "~/Notes"
     constrained_tool_calls: bool = True
+    adapter: str | None = None  # a LoRA/DoRA adapter folder loaded on top of the model
     # With ``model = "http://HOST:PORT/v1"`` (an OpenAI-compatible inference server):
     remote_model: str | None = None  # the server's name for the model; its only one if unset
     api_key_env: str | None = None  # the environment variable that holds the server's key
@@ -86,6 +87,7 @@ thinking_budget = 2048          # thinking tokens before the model must answer
 context_limit = 32768           # tokens of conversation kept in view
 notes_dir = "~/Notes"           # the only folder the built-in notes server may touch
 constrained_tool_calls = true   # a tool call can only name an offered tool, with valid arguments
+# adapter = "~/.local/share/assistant/adapters/tools-1"  # a LoRA adapter (assistant tune)
 # On an inference server instead (see the README): model = "http://127.0.0.1:8080/v1"
 # remote_model = "Qwen/Qwen3-8B"  # the server's name for the model (its only one if unset)
 # api_key_env = "MY_SERVER_KEY"   # the environment variable that holds its API key
@@ -153,6 +155,7 @@ RULES = {
     "context_limit":    Rule("whole", 1, MAX_CONTEXT),
     "notes_dir":        Rule("folder"),
     "constrained_tool_calls": Rule("flag"),
+    "adapter":          Rule("folder"),
     "remote_model":     Rule("text"),
     "api_key_env":      Rule("text"),
     "request_timeout":  Rule("number", 0, 3600, open_low=True),

@@ -8,6 +8,7 @@ Hugging Face repo id: the MLX engine in this process) or a server's address
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from assistant.config import Settings
 from assistant.engine.remote import is_remote
@@ -16,11 +17,17 @@ from assistant.errors import ModelError
 __all__ = ["is_remote", "open_engine"]
 
 
-def open_engine(model: str | None, settings: Settings, *, tool_calls: bool = False):
+def open_engine(model: str | None, settings: Settings, *, tool_calls: bool = False,
+                adapter: Path | str | None = None):
     """The engine for ``model`` (the settings' model if None), loading in the background:
-    call ``wait_loaded()`` before the first request. ``tool_calls``: see ``Engine``."""
+    call ``wait_loaded()`` before the first request. ``tool_calls``: see ``Engine``;
+    ``adapter``: a LoRA/DoRA folder (the settings' ``adapter`` if None)."""
     spec = str(model or settings.model)
+    adapter = adapter or settings.adapter
     if is_remote(spec):
+        if adapter:
+            raise ModelError("adapters are local-only: load it on the server instead (e.g. "
+                             f"mlx_lm.server --adapter-path {adapter}), or use a local --model")
         from assistant.engine.remote import RemoteEngine
 
         return RemoteEngine(spec, model=settings.remote_model, api_key=_api_key(settings),
@@ -31,7 +38,7 @@ def open_engine(model: str | None, settings: Settings, *, tool_calls: bool = Fal
     from assistant.engine.model import resolve_model
 
     return Engine(resolve_model(spec), context_limit=settings.context_limit,
-                  tool_calls=tool_calls)
+                  tool_calls=tool_calls, adapter=adapter)
 
 
 def _api_key(settings: Settings) -> str | None:

@@ -26,6 +26,7 @@ from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_p
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 from mlx_lm.utils import common_prefix_len
 
+from assistant.engine.adapter import AdapterInfo, check_base, describe_load_error, read_adapter
 from assistant.engine.constrain import Grammars, ToolCallGuard
 from assistant.engine.events import (Event, Failed, Finished, PromptReady, TextDelta,
                                      ThinkingDelta, ToolCallParsed, TurnStats)
@@ -118,11 +119,14 @@ class Engine:
     local = True
 
     def __init__(self, model_path: Path | str, *, context_limit: int = DEFAULT_CONTEXT,
-                 tool_calls: bool = False):
+                 tool_calls: bool = False, adapter: Path | str | None = None):
         """``tool_calls``: tools will be offered with the grammar on, so the grammar's
         view of the vocabulary is built right after loading (while a chat user types)
-        rather than when the model first opens a call."""
+        rather than when the model first opens a call. ``adapter``: a LoRA or DoRA
+        adapter folder to apply on top of the model (see ``adapter.py``)."""
         self.model_path = Path(model_path)
+        self.adapter_path = Path(adapter).expanduser() if adapter else None
+        self.adapter: AdapterInfo | None = None  # once loaded
         self._prepare_tool_calls = tool_calls
         self._context_limit = context_limit
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -142,8 +146,13 @@ class Engine:
 
     @property
     def label(self) -> str:
-        """The model's short name, for a status bar."""
-        return self.model_path.name
+        """The model's short name (and its adapter's), for a status bar."""
+        adapter = self.adapter_path.name if self.adapter_path else None
+        return f"{self.model_path.name} + {adapter}" if adapter else self.model_path.name
+
+    @property
+    def adapter_name(self) -> str | None:
+        return self.adapter_path.name if self.adapter_path else None
 
     @property
     def name(self) -> str:
@@ -153,9 +162,16 @@ class Engine:
     @property
     def identity(self) -> list[str]:
         """What makes one model's output differ from another's (for result caches)."""
+        identity = [str(self.model_path.resolve()), self._config_sha256()]
+        if self.adapter_path:
+            weights = self.adapter_path / "adapters.safetensors"
+            identity.append(hashlib.sha256(weights.read_bytes() if weights.is_file()
+                                           else b"").hexdigest())
+        return identity
+
+    def _config_sha256(self) -> str:
         config = self.model_path / "config.json"
-        return [str(self.model_path.resolve()), hashlib.sha256(
-            config.read_bytes() if config.is_file() else b"").hexdigest()]
+        return hashlib.sha256(config.read_bytes() if config.is_file() else b"").hexdigest()
 
     @property
     def counter(self):
@@ -244,7 +260,19 @@ class Engine:
         counter = counting.submit(_token_counter, self.model_path)
         counting.shutdown(wait=False)
         try:
+            adapter = read_adapter(self.adapter_path) if self.adapter_path else None
+            if adapter is not None:
+                check_base(adapter, self.model_path, self._config_sha256())
             self.model, self.tokenizer, config = load(str(self.model_path), return_config=True)
+            if adapter is not None:
+                from mlx_lm.tuner.utils import load_adapters  # 50 ms: only when used
+
+                try:
+                    load_adapters(self.model, str(adapter.path))
+                except Exception as exc:
+                    raise ModelError(describe_load_error(adapter, exc)) from None
+                self.model.eval()
+                self.adapter = adapter
             self.prompts = PromptEncoder(self.tokenizer, counter.result())
             self._grammars = Grammars(self.prompts.counter, config.get("vocab_size") or
                                       len(self.tokenizer.get_vocab()))

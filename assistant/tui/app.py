@@ -976,6 +976,8 @@ def run_chat(args, settings: Settings) -> int:
 
         raise UserError("the chat app needs a terminal; in scripts and pipes use "
                         "assistant ask \"...\" or assistant ask -")
+    if args.adapter:
+        settings = replace(settings, adapter=str(args.adapter))
     app = create_app(settings, model=args.model, thinking=args.thinking,
                      mcp_config=args.mcp_config, no_tools=args.no_tools)
     try:
