@@ -120,9 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "servers and with --no-tools) against `python -m mlx_lm "
                             "generate`, start to exit, each in a fresh process")
 
-    from assistant import cli_tools
+    from assistant import cli_tools, cli_tune
 
     cli_tools.add_parser(commands)
+    cli_tune.add_parser(commands, _model_options)
     return parser
 
 
@@ -183,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
             from assistant import cli_tools
 
             return cli_tools.run(args, settings)
+        if args.command == "tune":
+            from assistant import cli_tune
+
+            return cli_tune.run(args, settings)
     except UserError as exc:
         print(f"assistant: {exc}", file=sys.stderr)
         return exc.exit_code
