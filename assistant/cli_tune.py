@@ -57,6 +57,8 @@ def add_parser(commands, model_options) -> None:
     run.add_argument("--learning-rate", type=float, default=1e-4, help="(default 1e-4)")
     run.add_argument("--max-seq-length", type=int, default=2048,
                      help="longest example in tokens; longer ones are cut (default 2048)")
+    run.add_argument("--save-every", type=int, metavar="N",
+                     help="keep a checkpoint every N steps (default: five over the run)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--yes", action="store_true", help="start without asking")
 
