@@ -44,6 +44,7 @@ class ToolCall:
     error: str | None = None
     duration_s: float = 0.0
     constrained: bool = False  # decoded under the tool-call grammar
+    progress: str | None = None  # the server's latest progress report, e.g. "3/10 step 3"
 
 
 class Observer(Protocol):
@@ -233,7 +234,14 @@ class Turn:
 
         call.status = "running"
         self.observer.on_tool_call(call)
-        future: Future = tools.host.start_call(call.server, call.tool, call.arguments)
+
+        def progress(report) -> None:  # on the host's thread, while this one waits
+            if call.status == "running":
+                call.progress = report.describe()
+                self.observer.on_tool_call(call)
+
+        future: Future = tools.host.start_call(call.server, call.tool, call.arguments,
+                                               on_progress=progress)
         self._current = future
         if self._cancel.is_set():  # cancelled between the check above and now
             future.cancel()
@@ -246,6 +254,7 @@ class Turn:
                                 "stopped by the user")
         finally:
             self._current = None
+            call.progress = None
         call.result, call.duration_s = result.text, result.duration_s
         self._audit(call, "ok" if result.ok else "error", len(result.text.encode()),
                     result.error)
