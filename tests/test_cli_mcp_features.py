@@ -154,3 +154,45 @@ def test_results_show_images_and_links_as_text_and_schema_breaks_as_one_line(con
     assert broken.stderr == ("assistant: features/broken_weather returned structuredContent "
                              "that breaks its outputSchema at celsius: 'warm' is not of type "
                              "'number'\n")
+
+
+def test_ask_shows_progress_on_one_terminal_line(engine, hf_tokenizer, fixture_model,
+                                                 tmp_path, monkeypatch):
+    """`ask`'s printer as the observer of a real turn (scripted model, real server), its
+    stderr a real terminal."""
+    from assistant.chat.tooling import make_tools
+    from assistant.chat.turn import Turn
+    from assistant.cli import _Printer
+    from assistant.engine import ChatCache, GenerationOptions
+    from assistant.mcp.host import McpHost
+    from assistant.tokens import counter_for
+    from mcp_helpers import features
+    from scripted import Rounds
+    from test_turn import call
+
+    master, slave = os.openpty()
+    terminal = os.fdopen(slave, "w", encoding="utf-8")
+    monkeypatch.setattr(sys, "stderr", terminal)
+    host = McpHost([features()], log_dir=tmp_path / "logs")
+    host.start()
+    try:
+        tools = make_tools(host, [features()], counter_for(fixture_model),
+                           lambda request: "once")
+        options = GenerationOptions(thinking=False, max_tokens=60, logits_processors=[
+            Rounds(hf_tokenizer, call("slow_count", n=2), "Done.")])
+        printer = _Printer(False, False)
+        outcome = Turn(engine, [{"role": "user", "content": "count"}], options,
+                       chat=ChatCache(), observer=printer, tools=tools,
+                       prefill_after=False).run()
+    finally:
+        host.close()
+        terminal.flush()
+    screen = b""
+    while select.select([master], [], [], 0)[0]:
+        screen += os.read(master, 65536)
+    os.close(master)
+    terminal.close()
+    assert outcome.calls[0].result == "counted to 2"
+    shown = screen.decode()
+    assert "\r\x1b[K[tool] features/slow_count: 2/2 step 2" in shown
+    assert "\r\x1b[K[tool] features/slow_count: ok" in shown  # the line cleared first

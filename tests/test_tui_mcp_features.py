@@ -124,3 +124,24 @@ async def test_the_call_timeout_takes_the_form_down(engine, hf_tokenizer):
         card = await finished(pilot)  # nobody answers
         assert not isinstance(app.screen, ElicitScreen)
         assert card.call.status == "error" and "did not answer within 2 s" in card.call.error
+
+
+async def test_a_changed_tool_list_is_offered_from_the_next_turn(engine, hf_tokenizer):
+    allowed("add_tool", "new_tool")
+    # The grammar lets the model name only tools on offer: the second turn's call to
+    # new_tool runs only if the fresh list was offered.
+    app = app_for(engine, Rounds(hf_tokenizer, call("add_tool"), "Added.",
+                                 call("new_tool", text="hi"), "Used it."),
+                  servers=[features()])
+    async with running(app) as pilot:
+        revision = app.host.revision
+        app.input.text = "Add a tool"
+        await pilot.press("enter")
+        card = await finished(pilot)
+        assert card.call.result == "added new_tool"
+        await until(pilot, lambda: app.host.revision != revision)
+        app.input.text = "Use it"
+        await pilot.press("enter")
+        card = await finished(pilot)
+        assert (card.call.tool, card.call.status, card.call.result) == (
+            "new_tool", "ok", "new tool says hi")
