@@ -170,6 +170,7 @@ def test_ask_shows_progress_on_one_terminal_line(engine, hf_tokenizer, fixture_m
     from scripted import Rounds
     from test_turn import call
 
+    monkeypatch.setattr("assistant.chat.turn.PROGRESS_EVERY_S", 0)  # every report shown
     master, slave = os.openpty()
     terminal = os.fdopen(slave, "w", encoding="utf-8")
     monkeypatch.setattr(sys, "stderr", terminal)
@@ -196,3 +197,40 @@ def test_ask_shows_progress_on_one_terminal_line(engine, hf_tokenizer, fixture_m
     shown = screen.decode()
     assert "\r\x1b[K[tool] features/slow_count: 2/2 step 2" in shown
     assert "\r\x1b[K[tool] features/slow_count: ok" in shown  # the line cleared first
+
+
+def test_a_flood_of_progress_reaches_the_front_end_a_few_times(engine, hf_tokenizer,
+                                                                fixture_model, tmp_path):
+    from assistant.chat.tooling import make_tools
+    from assistant.chat.turn import Turn
+    from assistant.engine import ChatCache, GenerationOptions
+    from assistant.mcp.host import McpHost
+    from assistant.tokens import counter_for
+    from mcp_helpers import features
+    from scripted import Rounds
+    from test_turn import Recorder, call
+
+    class Progressed(Recorder):
+        def on_tool_call(self, call):
+            super().on_tool_call(call)
+            if call.progress:
+                reports.append(call.progress)
+
+    reports = []
+    recorder = Progressed(["once"])
+    host = McpHost([features()], log_dir=tmp_path / "logs")
+    host.start()
+    try:
+        tools = make_tools(host, [features()], counter_for(fixture_model), recorder.approve)
+        options = GenerationOptions(thinking=False, max_tokens=60, logits_processors=[
+            Rounds(hf_tokenizer, call("flood_progress"), "Done.")])
+        outcome = Turn(engine, [{"role": "user", "content": "flood"}], options,
+                       chat=ChatCache(), observer=recorder, tools=tools,
+                       prefill_after=False).run()
+    finally:
+        host.close()
+    assert outcome.calls[0].result == "flooded"
+    # 3,000 reports; the front end hears at most one per PROGRESS_EVERY_S (a bound on
+    # the count, which holds unless the reports take more than 30 s to arrive).
+    assert 1 <= len(reports) < 3000 // 10
+    assert all(len(r) < 250 for r in reports)

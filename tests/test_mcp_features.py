@@ -131,3 +131,37 @@ def test_a_changed_tool_list_is_listed_again_and_kept(host):
     assert "new_tool" in {t.name for t in host.tools()}
     assert "new_tool" in {t.name for t in host.cache.get(host.servers["features"].config)}
     assert call(host, "new_tool", {"text": "hi"}).text == "new tool says hi"
+
+
+def test_a_flood_of_long_progress_reports_stays_short(host):
+    seen = []
+    result = call(host, "flood_progress", on_progress=seen.append)
+    assert result.text == "flooded" and seen
+    assert all(len(p.message) <= 200 and "\n" not in p.message for p in seen)
+
+
+@pytest.mark.parametrize("kind", ["many", "nested"])
+def test_a_form_this_client_cannot_show_is_declined_unasked(host, kind):
+    asked = []
+    host.elicit = lambda request, given_up: asked.append(request) or Answer("accept", {})
+    try:
+        result = call(host, "odd_form", {"kind": kind})
+    finally:
+        host.elicit = None
+    assert result.text == '{"action": "decline"}' and asked == []
+
+
+def test_a_hostile_form_is_read_safely(host):
+    asked = []
+    host.elicit = lambda request, given_up: asked.append(request) or Answer("cancel")
+    try:
+        result = call(host, "odd_form", {"kind": "hostile"})
+    finally:
+        host.elicit = None
+    assert result.text == '{"action": "cancel"}'
+    (request,) = asked
+    # The optional multiple choice (not asked by this client) is left out; text stays
+    # text, for the front ends to show as such.
+    assert [(f.name, f.title, f.kind) for f in request.fields] == [
+        ("\x1b[2Jname", "Name\x1b[31m [b]bold[/b]", "string")]
+    assert request.message == "Odd \x1b[2J form"

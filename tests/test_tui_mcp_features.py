@@ -33,6 +33,7 @@ async def finished(pilot) -> ToolCard:
 
 
 async def test_progress_moves_the_tool_card(engine, hf_tokenizer, monkeypatch):
+    monkeypatch.setattr("assistant.chat.turn.PROGRESS_EVERY_S", 0)  # every report shown
     allowed("slow_count")
     headers = []
     show = ToolCard.show

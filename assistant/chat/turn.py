@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
@@ -23,6 +24,7 @@ from assistant.mcp.catalog import TOOL_SHARE, Catalog
 from assistant.mcp.host import McpHost
 
 MAX_ROUNDS = 6
+PROGRESS_EVERY_S = 0.1  # at most this often a call's progress reaches the front end
 RESULT_TOKENS = 1500  # a tool result longer than this is cut for the model (head and tail)
 ROUNDS_NOTE = ("Tool-call limit for this turn reached; no more tools will run. Answer now "
                "with what you have.")
@@ -235,8 +237,13 @@ class Turn:
         call.status = "running"
         self.observer.on_tool_call(call)
 
+        shown = [0.0]
+
         def progress(report) -> None:  # on the host's thread, while this one waits
-            if call.status == "running":
+            # A server may report thousands of times a second: a person reads ~10.
+            now = time.monotonic()
+            if call.status == "running" and now - shown[0] >= PROGRESS_EVERY_S:
+                shown[0] = now
                 call.progress = report.describe()
                 self.observer.on_tool_call(call)
 

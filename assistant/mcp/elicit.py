@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 KINDS = ("string", "number", "integer", "boolean", "enum")
+MAX_FIELDS = 50  # a form longer than this is not a question for a person
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,11 @@ def fields_from_schema(schema: dict) -> tuple[Field, ...]:
     if not isinstance(schema, dict):
         raise Unsupported("the form has no schema")
     props = schema.get("properties") or {}
-    required = set(schema.get("required") or ())
+    if isinstance(props, dict) and len(props) > MAX_FIELDS:
+        raise Unsupported(f"the form has {len(props):,} fields; at most {MAX_FIELDS} are asked")
+    required = schema.get("required") or ()
+    required = {r for r in required if isinstance(r, str)} if isinstance(required, list) \
+        else set()
     fields = []
     for name, prop in props.items() if isinstance(props, dict) else ():
         field = _field(str(name), prop if isinstance(prop, dict) else {}, name in required)

@@ -35,6 +35,7 @@ from assistant.mcp.toolinfo import (Progress, PromptArgument, PromptInfo, Prompt
 from assistant.text import scrub, scrub_data
 
 CLIENT_INFO = types.Implementation(name="assistant", version="0.1")
+PROGRESS_CHARS = 200  # of a progress message: a status line, not a channel for output
 
 
 async def connect(state, stack: AsyncExitStack, log_dir: Path, startup_timeout: float,
@@ -169,7 +170,8 @@ async def call_tool(state, tool: str, arguments: dict, timeout: float,
     async def progress(value: float, total: float | None, message: str | None) -> None:
         if on_progress is not None:
             try:
-                on_progress(Progress(value, total, scrub(message) if message else None))
+                text = " ".join(scrub(message).split())[:PROGRESS_CHARS] if message else None
+                on_progress(Progress(value, total, text or None))
             except Exception:  # a front end's display must not fail the call
                 pass
 

@@ -105,6 +105,33 @@ async def connect_account(ctx: Context) -> str:
     return json.dumps(answer, sort_keys=True)
 
 
+ODD_FORMS = {
+    "many": {"type": "object", "properties": {f"f{i}": {"type": "string"} for i in range(60)}},
+    "nested": {"type": "object", "properties": {"address": {"type": "object"}},
+               "required": ["address"]},
+    "hostile": {"type": "object", "properties": {
+        "\x1b[2Jname": {"type": "string", "title": "Name\x1b[31m [b]bold[/b]"},
+        "tags": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}}}},
+}
+
+
+@server.tool(description="Asks with a form this client may not be able to show")
+async def odd_form(kind: str, ctx: Context) -> str:
+    answer = _asked(ctx, ElicitRequest.model_construct(
+        method="elicitation/create", params=ElicitRequestFormParams.model_construct(
+            mode="form", message="Odd \x1b[2J form", requested_schema=ODD_FORMS[kind])))
+    if isinstance(answer, InputRequiredResult):
+        return answer
+    return json.dumps(answer, sort_keys=True)
+
+
+@server.tool(description="Reports progress thousands of times, with a long message")
+async def flood_progress(ctx: Context) -> str:
+    for step in range(3000):
+        await ctx.report_progress(step, 3000, "line one\nline two " + "x" * 5000)
+    return "flooded"
+
+
 def _new_tool(text: str) -> str:
     """A tool that appeared while the server ran."""
     return f"new tool says {text}"
