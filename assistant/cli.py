@@ -440,6 +440,9 @@ class _Printer:
             line = f"[tool] {name} {json.dumps(call.arguments, ensure_ascii=False)}"
         elif call.status == "ok":
             line = f"[tool] {name}: ok ({call.duration_s:.2f} s, {len(call.result):,} chars)"
+            from assistant.cli_mcp import link_lines
+
+            line = "\n".join([line, *link_lines(call.server, call.result)])
         else:
             line = f"[tool] {name}: {call.status}: {call.error or call.sent}"
         if self.text_shown and not self.ends_with_newline:

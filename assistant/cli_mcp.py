@@ -46,6 +46,26 @@ class ProgressLine:
                 self.shown = False
 
 
+def link_lines(server: str | None, result: str) -> list[str]:
+    """For each resource link in a tool's result, a line that shows it and how to read it
+    into the next question (``ask --attach SERVER:URI``)."""
+    lines = []
+    for text in result.splitlines()[:1000]:
+        if text.startswith("[resource: ") and text.endswith("]") and server:
+            uri = text[len("[resource: "):].split(" ", 1)[0].rstrip("]")
+            lines.append(_printable_line(f"[tool]   {text[1:-1]}; attach it with "
+                                         f"--attach {server}:{uri}"))
+        if len(lines) == 20:
+            break
+    return lines
+
+
+def _printable_line(text: str) -> str:
+    from assistant.cli import _printable
+
+    return _printable(text).replace("\n", " ")
+
+
 def terminal_elicitor(stdin_used: bool):
     """Ask a server's question on the terminal (stderr and the keyboard); decline without
     one. A form asks field by field, checks each answer, and sends only after a final

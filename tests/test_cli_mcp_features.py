@@ -234,3 +234,34 @@ def test_a_flood_of_progress_reaches_the_front_end_a_few_times(engine, hf_tokeni
     # the count, which holds unless the reports take more than 30 s to arrive).
     assert 1 <= len(reports) < 3000 // 10
     assert all(len(r) < 250 for r in reports)
+
+
+def test_ask_shows_resource_links_with_how_to_attach_them(engine, hf_tokenizer,
+                                                          fixture_model, tmp_path, capsys):
+    from assistant.chat.tooling import make_tools
+    from assistant.chat.turn import Turn
+    from assistant.cli import _Printer
+    from assistant.engine import ChatCache, GenerationOptions
+    from assistant.mcp.host import McpHost
+    from assistant.tokens import counter_for
+    from mcp_helpers import features
+    from scripted import Rounds
+    from test_turn import call
+
+    host = McpHost([features()], log_dir=tmp_path / "logs")
+    host.start()
+    try:
+        tools = make_tools(host, [features()], counter_for(fixture_model),
+                           lambda request: "once")
+        options = GenerationOptions(thinking=False, max_tokens=60, logits_processors=[
+            Rounds(hf_tokenizer, call("map_picture"), "Done.")])
+        outcome = Turn(engine, [{"role": "user", "content": "map"}], options,
+                       chat=ChatCache(), observer=_Printer(False, False), tools=tools,
+                       prefill_after=False).run()
+    finally:
+        host.close()
+    sent = [m["content"] for m in outcome.messages if m["role"] == "tool"]
+    assert sent == ["Here is the map.\n[image: image/png, 12.0 KB]\n"
+                    "[resource: library://maps/full (full map, text/plain)]"]
+    assert ("[tool]   resource: library://maps/full (full map, text/plain); attach it with "
+            "--attach features:library://maps/full\n") in capsys.readouterr().err
