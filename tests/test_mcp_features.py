@@ -165,3 +165,30 @@ def test_a_hostile_form_is_read_safely(host):
     assert [(f.name, f.title, f.kind) for f in request.fields] == [
         ("\x1b[2Jname", "Name\x1b[31m [b]bold[/b]", "string")]
     assert request.message == "Odd \x1b[2J form"
+
+
+def test_a_2025_server_asks_reports_and_changes_its_tools_mid_call(tmp_path):
+    """The same features from a server on the earlier protocol (tests/servers/raw.py):
+    a request to the client in the middle of a call, and notifications sent unasked."""
+    from mcp_helpers import raw
+
+    host = McpHost([raw("legacy", timeout=30)], log_dir=tmp_path / "logs")
+    host.start()
+    try:
+        assert host.servers["legacy"].status == "ready", host.servers["legacy"].error
+        revision, asked, seen = host.revision, [], []
+        host.elicit = lambda request, given_up: asked.append(request) or Answer(
+            "accept", {"shelf": "maps"})
+        result = host.call("legacy", "work", {}, on_progress=seen.append)
+        assert result.text == '{"action": "accept", "content": {"shelf": "maps"}}'
+        assert [f.name for f in asked[0].fields] == ["shelf"]
+        assert [p.describe() for p in seen] == ["1/2 asking"]
+        changed = threading.Event()
+        for _ in range(600):
+            if host.revision != revision:
+                changed.set()
+                break
+            changed.wait(0.05)
+        assert "extra" in {t.name for t in host.tools()}
+    finally:
+        host.close()
