@@ -180,12 +180,13 @@ def _call(args, servers) -> int:
         from assistant.cli_mcp import ProgressLine, terminal_elicitor
 
         host.elicit = terminal_elicitor(stdin_used=False)
-        line = ProgressLine()
+        progress = ProgressLine()
         try:
-            result = host.call(args.server, args.tool, arguments, args.timeout,
-                               lambda p: line.show(f"{args.server}/{args.tool}: {p.describe()}"))
+            result = host.call(
+                args.server, args.tool, arguments, args.timeout,
+                lambda p: progress.show(f"{args.server}/{args.tool}: {p.describe()}"))
         finally:
-            line.clear()
+            progress.clear()
     for line in server_noise(host):
         print(f"assistant: {line}", file=sys.stderr)
     AuditLog().record(server=args.server, tool=args.tool, arguments=arguments,
