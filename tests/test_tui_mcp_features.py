@@ -65,7 +65,7 @@ async def test_a_form_modal_answers_the_server(engine, hf_tokenizer):
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, ElicitScreen))
         modal = app.screen
-        assert app.focused.id == "field-0"
+        await until(pilot, lambda: getattr(app.focused, "id", None) == "field-0")
         await pilot.click("#elicit-accept")  # the name is required: not sent
         await pilot.pause()
         assert app.screen is modal and app.focused.id == "field-0"  # where to fix it
@@ -98,7 +98,7 @@ async def test_a_page_opens_only_when_asked(engine, hf_tokenizer, monkeypatch):
         app.input.text = "Connect my account"
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, ElicitScreen))
-        assert app.focused.id == "elicit-decline"
+        await until(pilot, lambda: getattr(app.focused, "id", None) == "elicit-decline")
         assert "https://example.com/connect?x=1" in str(
             app.screen.query_one("#elicit-url").render())
         await pilot.press("enter")  # on Decline
