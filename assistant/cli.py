@@ -335,6 +335,9 @@ def _answer(args, settings, prompt: str, host) -> int:
                                    engine.counter,
                                    _terminal_approver(args.allow_tools,
                                                       args.prompt in (None, "-")))
+                from assistant.cli_mcp import terminal_elicitor
+
+                host.elicit = terminal_elicitor(args.prompt in (None, "-"))
                 system = "\n\n".join(p for p in (system, load_prompt("tools")) if p)
         messages = ([{"role": "system", "content": system}] if system else [])
         if mcp_messages is None:
@@ -410,6 +413,7 @@ class _Printer:
         self.dim = sys.stderr.isatty()
         self.text_shown = self.thinking_shown = False
         self.ends_with_newline = True
+        self.progress = None  # cli_mcp.ProgressLine, once a call reports progress
 
     def on_event(self, event) -> None:
         from assistant.engine import TextDelta, ThinkingDelta
@@ -433,10 +437,22 @@ class _Printer:
         if self.quiet or call.status == "pending":
             return
         name = f"{call.server}/{call.tool}" if call.server else (call.name or "tool call")
+        if call.status == "running" and call.progress:  # from the host's thread
+            if self.progress is None:
+                from assistant.cli_mcp import ProgressLine
+
+                self.progress = ProgressLine()
+            self.progress.show(f"[tool] {name}: {call.progress}")
+            return
+        if self.progress is not None:
+            self.progress.clear()
         if call.status == "running":
             line = f"[tool] {name} {json.dumps(call.arguments, ensure_ascii=False)}"
         elif call.status == "ok":
             line = f"[tool] {name}: ok ({call.duration_s:.2f} s, {len(call.result):,} chars)"
+            from assistant.cli_mcp import link_lines
+
+            line = "\n".join([line, *link_lines(call.server, call.result)])
         else:
             line = f"[tool] {name}: {call.status}: {call.error or call.sent}"
         if self.text_shown and not self.ends_with_newline:

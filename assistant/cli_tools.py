@@ -177,7 +177,16 @@ def _call(args, servers) -> int:
         if args.tool not in {t.name for t in state.tools}:
             names = ", ".join(t.name for t in state.tools)
             raise UserError(f"{args.server} has no tool {args.tool!r} (it has: {names})")
-        result = host.call(args.server, args.tool, arguments, args.timeout)
+        from assistant.cli_mcp import ProgressLine, terminal_elicitor
+
+        host.elicit = terminal_elicitor(stdin_used=False)
+        progress = ProgressLine()
+        try:
+            result = host.call(
+                args.server, args.tool, arguments, args.timeout,
+                lambda p: progress.show(f"{args.server}/{args.tool}: {p.describe()}"))
+        finally:
+            progress.clear()
     for line in server_noise(host):
         print(f"assistant: {line}", file=sys.stderr)
     AuditLog().record(server=args.server, tool=args.tool, arguments=arguments,

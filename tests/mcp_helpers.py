@@ -39,3 +39,10 @@ def with_child(server: ServerConfig, pid_file: Path) -> ServerConfig:
     command = " ".join(shlex.quote(a) for a in (server.command, *server.args))
     script = f"sleep 999 & echo $! > {shlex.quote(str(pid_file))}; exec {command}"
     return ServerConfig(server.name, command="sh", args=("-c", script), timeout=server.timeout)
+
+
+def features(name: str = "features", timeout: float = 30.0) -> ServerConfig:
+    """tests/servers/features.py: progress, structured results, images, links, questions
+    to the user and a tool list that changes."""
+    return ServerConfig(name, command=sys.executable, args=(str(SERVERS / "features.py"),),
+                        timeout=timeout)

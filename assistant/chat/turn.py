@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
@@ -23,6 +24,7 @@ from assistant.mcp.catalog import TOOL_SHARE, Catalog
 from assistant.mcp.host import McpHost
 
 MAX_ROUNDS = 6
+PROGRESS_EVERY_S = 0.1  # at most this often a call's progress reaches the front end
 RESULT_TOKENS = 1500  # a tool result longer than this is cut for the model (head and tail)
 ROUNDS_NOTE = ("Tool-call limit for this turn reached; no more tools will run. Answer now "
                "with what you have.")
@@ -44,6 +46,7 @@ class ToolCall:
     error: str | None = None
     duration_s: float = 0.0
     constrained: bool = False  # decoded under the tool-call grammar
+    progress: str | None = None  # the server's latest progress report, e.g. "3/10 step 3"
 
 
 class Observer(Protocol):
@@ -235,7 +238,19 @@ class Turn:
 
         call.status = "running"
         self.observer.on_tool_call(call)
-        future: Future = tools.host.start_call(call.server, call.tool, call.arguments)
+
+        shown = [0.0]
+
+        def progress(report) -> None:  # on the host's thread, while this one waits
+            # A server may report thousands of times a second: a person reads ~10.
+            now = time.monotonic()
+            if call.status == "running" and now - shown[0] >= PROGRESS_EVERY_S:
+                shown[0] = now
+                call.progress = report.describe()
+                self.observer.on_tool_call(call)
+
+        future: Future = tools.host.start_call(call.server, call.tool, call.arguments,
+                                               on_progress=progress)
         self._current = future
         if self._cancel.is_set():  # cancelled between the check above and now
             future.cancel()
@@ -248,6 +263,7 @@ class Turn:
                                 "stopped by the user")
         finally:
             self._current = None
+            call.progress = None
         call.result, call.duration_s = result.text, result.duration_s
         self._audit(call, "ok" if result.ok else "error", len(result.text.encode()),
                     result.error)

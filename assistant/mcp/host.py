@@ -18,6 +18,12 @@ tool of it is called, unless its list is older than ``LAZY_MAX_AGE_S``: importin
 holds the GIL for most of a second that the model's loading needs. A call to a server not
 up yet waits for its start, which has the start-up limit. When a server answers, its
 fresh list replaces the cached one, and ``revision`` moves if the tools changed.
+
+While it runs, a server may say its tools changed (``notifications/tools/list_changed``):
+the host lists them again and, if they differ, replaces the list (and the cached one) and
+moves ``revision``; a front end offers the new set from its next turn, never mid-turn.
+During a call a server may report progress (``start_call(on_progress=...)``) and ask the
+user questions, which go to ``elicit`` (set by the front end; declined without one).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assistant.mcp.config import ServerConfig
+from assistant.mcp.elicit import Elicitor
 from assistant.mcp.toolcache import ToolListCache
 from assistant.mcp.toolinfo import (CallResult, PromptInfo, PromptMessage, RequestFailed,
                                     ResourceContent, ResourceInfo, ToolInfo)
@@ -68,6 +75,8 @@ class ServerState:
     # Set once the start is over, whatever its outcome: one for threads, one for the loop.
     settled: threading.Event = field(default_factory=threading.Event, repr=False)
     started: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    relist: asyncio.Task | None = field(default=None, repr=False)  # after a list_changed
+    relist_again: bool = field(default=False, repr=False)  # another came meanwhile
 
     @property
     def bad_lines(self) -> int:
@@ -102,6 +111,8 @@ class McpHost:
         self._starting: asyncio.Semaphore | None = None
         self._session = None  # the module that speaks to the SDK, once imported
         self._closed = False
+        # The front end's way to put a server's question to the user (on a worker thread).
+        self.elicit: Elicitor | None = None
 
     # -- synchronous API --------------------------------------------------------------
 
@@ -143,15 +154,17 @@ class McpHost:
                 return False
         return True
 
-    def call(self, server: str, tool: str, arguments: dict, timeout: float | None = None
-             ) -> CallResult:
-        return self.start_call(server, tool, arguments, timeout).result()
+    def call(self, server: str, tool: str, arguments: dict, timeout: float | None = None,
+             on_progress=None) -> CallResult:
+        return self.start_call(server, tool, arguments, timeout, on_progress).result()
 
     def start_call(self, server: str, tool: str, arguments: dict,
-                   timeout: float | None = None) -> Future:
-        """Begin a call; the future's ``cancel()`` sends the protocol's cancellation."""
-        return asyncio.run_coroutine_threadsafe(self._call(server, tool, arguments, timeout),
-                                                self._loop)
+                   timeout: float | None = None, on_progress=None) -> Future:
+        """Begin a call; the future's ``cancel()`` sends the protocol's cancellation.
+        ``on_progress(Progress)`` is called on the host's thread for each progress
+        notification the server sends about this call."""
+        return asyncio.run_coroutine_threadsafe(
+            self._call(server, tool, arguments, timeout, on_progress), self._loop)
 
     # Resources and prompts: each raises ``RequestFailed`` with a line for the user.
 
@@ -229,13 +242,22 @@ class McpHost:
                     started = time.perf_counter()
                     async with asyncio.timeout(self.startup_timeout):
                         client = await session.connect(state, stack, self.log_dir,
-                                                       self.startup_timeout)
+                                                       self.startup_timeout, host=self)
                         fresh = await session.list_tools(client, config.name)
                     state.startup_s = time.perf_counter() - started
                 self._confirm(state, fresh)
                 state.client, state.status = client, "ready"
                 self._settle(state)
-                await state.stop.wait()
+                # Ours never change their tools: no stream to keep open for them.
+                follow = None if state.in_process else asyncio.create_task(
+                    session.follow_tool_changes(state), name=f"mcp-follow:{config.name}")
+                try:
+                    await state.stop.wait()
+                finally:
+                    for task in (follow, state.relist):
+                        if task is not None and not task.done():
+                            task.cancel()
+                            await asyncio.gather(task, return_exceptions=True)
                 state.client = None
         except Exception as exc:  # any way a server can fail to start or die
             state.client = None
@@ -256,6 +278,31 @@ class McpHost:
             self.cache.put(state.config, fresh)  # written even if the same: it is recent
         state.tools, state.cached = fresh, False
 
+    def tools_changed(self, state: ServerState) -> None:
+        """The server said its tools changed (on the loop): list them again, once at a
+        time; a notice that comes during a re-list makes one more."""
+        state.relist_again = True
+        if state.relist is None or state.relist.done():
+            state.relist = asyncio.get_running_loop().create_task(self._relist(state))
+
+    async def _relist(self, state: ServerState) -> None:
+        while state.relist_again and state.status == "ready" and state.client is not None:
+            state.relist_again = False
+            try:
+                async with asyncio.timeout(state.config.timeout):
+                    fresh = await self._session.list_tools(state.client, state.config.name,
+                                                           refresh=True)
+            except Exception as exc:  # the old list stays on offer; say why in its log
+                if state.io is not None:
+                    state.io.log.line("--- could not list the changed tools: "
+                                      f"{self._session.first_line(exc)}")
+                return
+            if fresh != state.tools:
+                state.tools = fresh  # one assignment: readers see the old or the new list
+                self.revision += 1
+                if self.cache is not None:
+                    self.cache.put(state.config, fresh)
+
     def _forget(self, state: ServerState) -> None:
         """A server offered from the cache did not start: its tools leave the offer."""
         self.revision += 1
@@ -268,7 +315,7 @@ class McpHost:
         state.settled.set()
 
     async def _call(self, server: str, tool: str, arguments: dict,
-                    timeout: float | None) -> CallResult:
+                    timeout: float | None, on_progress=None) -> CallResult:
         state = self.servers.get(server)
         started = time.perf_counter()
 
@@ -285,7 +332,8 @@ class McpHost:
             return failed(f"server {server!r} is not running: {status}{why}")
         try:
             text, error = await self._session.call_tool(state, tool, arguments,
-                                                        timeout or state.config.timeout)
+                                                        timeout or state.config.timeout,
+                                                        on_progress)
         except self._session.Lost:
             return failed(self._lost(state))
         return CallResult(text, error, time.perf_counter() - started)

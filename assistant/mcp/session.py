@@ -1,6 +1,7 @@
 """One server through the MCP SDK: connect (in process, stdio or HTTP), list the tools,
-call one, list and read its resources, list and get its prompts, and say in a line what
-went wrong.
+call one (with its progress, its server's questions to the user and its structured result
+checked), follow changes to the tool list, list and read its resources, list and get its
+prompts, and say in a line what went wrong.
 
 The host imports this module on its own thread when the first server starts, so that
 nothing which runs without tools pays for importing the SDK.
@@ -12,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import json
+import threading
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -23,23 +25,90 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
+from assistant.mcp import elicit
 from assistant.mcp.config import ServerConfig
 from assistant.mcp.inprocess import server_for
 from assistant.mcp.stdio import ServerIO, ServerLog, about, stdio_transport
-from assistant.mcp.toolinfo import (PromptArgument, PromptInfo, PromptMessage, RequestFailed,
-                                    ResourceContent, ResourceInfo, ToolInfo)
+from assistant.mcp.toolinfo import (Progress, PromptArgument, PromptInfo, PromptMessage,
+                                    RequestFailed, ResourceContent, ResourceInfo, ToolInfo,
+                                    size_text)
 from assistant.text import scrub, scrub_data
 
 CLIENT_INFO = types.Implementation(name="assistant", version="0.1")
+PROGRESS_CHARS = 200  # of a progress message: a status line, not a channel for output
 
 
-async def connect(state, stack: AsyncExitStack, log_dir: Path, startup_timeout: float
-                  ) -> Client:
+async def connect(state, stack: AsyncExitStack, log_dir: Path, startup_timeout: float,
+                  host=None) -> Client:
     """Enter a client for ``state.config`` on ``stack``; its handshake requests get the
-    start-up limit (each call passes the server's own timeout)."""
+    start-up limit (each call passes the server's own timeout).
+
+    ``host`` hears of the server's changed tool list (``tools_changed(state)``) and
+    answers its questions to the user (``host.elicit``; declined without one). The client
+    declares elicitation, form and URL, because both are answered (if only by declining).
+    """
+    async def on_message(message) -> None:
+        if isinstance(message, types.ToolListChangedNotification) and host is not None:
+            host.tools_changed(state)  # schedules a re-list: never inline in the dispatcher
+
+    async def on_elicit(context, params) -> types.ElicitResult:
+        return await _elicit(state, host, params)
+
     return await stack.enter_async_context(Client(
         _target(state, stack, log_dir), read_timeout_seconds=startup_timeout,
-        client_info=CLIENT_INFO))
+        client_info=CLIENT_INFO, message_handler=on_message, elicitation_callback=on_elicit))
+
+
+async def follow_tool_changes(state) -> None:
+    """Keep a ``subscriptions/listen`` stream open for ``tools/list_changed`` (revision
+    2026-07-28 servers send change notifications only there); the notifications arrive
+    through the client's message handler. Earlier servers send them unasked."""
+    client: Client = state.client
+    tools = client.server_capabilities.tools
+    if tools is None or not tools.list_changed:
+        return
+    try:
+        async with client.listen(tools_list_changed=True) as subscription:
+            async for _ in subscription:
+                pass
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a server that predates listen, or a stream that dropped
+        if state.io is not None:
+            state.io.log.line(f"--- not following tool-list changes: {first_line(exc)}")
+
+
+async def _elicit(state, host, params) -> types.ElicitResult:
+    """Ask the user through the front end, on a worker thread; decline when there is no
+    one to ask or the form cannot be shown. The call's own time limit bounds the wait:
+    when it runs out this is cancelled and the front end told to give up."""
+    server = state.config.name
+    handler = getattr(host, "elicit", None)
+    url = getattr(params, "url", None)
+    try:
+        fields = () if url else elicit.fields_from_schema(
+            scrub_data(getattr(params, "requested_schema", None) or {}))
+    except elicit.Unsupported as exc:
+        if state.io is not None:
+            state.io.log.line(f"--- declined a question to the user: {exc}")
+        return types.ElicitResult(action="decline")
+    if handler is None:
+        return types.ElicitResult(action="decline")
+    request = elicit.Elicitation(server, scrub(params.message or ""), fields,
+                                 scrub(url) if url else None)
+    given_up = threading.Event()
+    try:
+        answer = await asyncio.to_thread(handler, request, given_up)
+    except asyncio.CancelledError:
+        given_up.set()
+        raise
+    except Exception:  # a front end that failed to ask: the user said nothing
+        return types.ElicitResult(action="cancel")
+    if answer.action == "accept" and not url:
+        return types.ElicitResult(action="accept", content=answer.content or {})
+    if answer.action in ("accept", "decline", "cancel"):
+        return types.ElicitResult(action=answer.action)
+    return types.ElicitResult(action="decline")
 
 
 def _target(state, stack: AsyncExitStack, log_dir: Path):
@@ -67,10 +136,10 @@ def _target(state, stack: AsyncExitStack, log_dir: Path):
     return stdio_transport(params, state.io)
 
 
-async def list_tools(client: Client, server: str) -> list[ToolInfo]:
+async def list_tools(client: Client, server: str, refresh: bool = False) -> list[ToolInfo]:
     tools, cursor = [], None
     for _ in range(100):  # a server that pages forever cannot hang start-up
-        page = await client.list_tools(cursor=cursor)
+        page = await client.list_tools(cursor=cursor, cache_mode="refresh" if refresh else "use")
         for tool in page.tools:
             notes = tool.annotations
             tools.append(ToolInfo(
@@ -84,25 +153,48 @@ async def list_tools(client: Client, server: str) -> list[ToolInfo]:
     return tools
 
 
-async def call_tool(state, tool: str, arguments: dict, timeout: float) -> tuple[str, str | None]:
+async def call_tool(state, tool: str, arguments: dict, timeout: float,
+                    on_progress=None) -> tuple[str, str | None]:
     """Call ``tool`` on a ready server: (text, error). Raises ``Lost`` when the server
     is gone; ``asyncio.CancelledError`` passes through (the SDK has sent the
-    protocol's cancellation)."""
+    protocol's cancellation).
+
+    ``timeout`` bounds the whole call, the user's answers to the server's questions
+    included. ``on_progress(Progress)`` hears the server's progress notifications, on the
+    host's loop. A result whose structured content breaks the tool's ``outputSchema``
+    (the SDK checks it) is an error, in one line.
+    """
     server = state.config.name
     about(state.io)
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        if on_progress is not None:
+            try:
+                text = " ".join(scrub(message).split())[:PROGRESS_CHARS] if message else None
+                on_progress(Progress(value, total, text or None))
+            except Exception:  # a front end's display must not fail the call
+                pass
+
+    timed_out = f"{server}/{tool} did not answer within {timeout:g} s; the call was cancelled"
     try:
-        result = await state.client.call_tool(tool, scrub_data(arguments),
-                                              read_timeout_seconds=timeout)
+        async with asyncio.timeout(timeout):
+            result = await state.client.call_tool(tool, scrub_data(arguments),
+                                                  read_timeout_seconds=timeout,
+                                                  progress_callback=progress)
+    except TimeoutError:
+        return "", timed_out
     except MCPError as exc:
         if exc.error.code == REQUEST_TIMEOUT:
-            return "", (f"{server}/{tool} did not answer within {timeout:g} s; the call was "
-                        "cancelled")
+            return "", timed_out
         if exc.error.code == CONNECTION_CLOSED:
             raise Lost from None
         return "", f"{server}/{tool} failed: {scrub(exc.error.message)}"
     except Exception as exc:
         if state.client is None or is_disconnect(exc):
             raise Lost from None
+        shape = _output_problem(exc)
+        if shape:
+            return "", f"{server}/{tool} {scrub(shape)}"
         return "", f"{server}/{tool} failed: {scrub(first_line(exc))}"
     text = scrub(result_text(result))
     if result.is_error:
@@ -216,6 +308,25 @@ async def _request(state, what: str, timeout: float, method, *args, **kwargs):
         raise RequestFailed(f"{server}: {scrub(first_line(exc))}") from None
 
 
+def _output_problem(exc: Exception) -> str | None:
+    """What is wrong with a result against the tool's ``outputSchema``, from the error
+    the SDK raises when it checks one (None for any other error)."""
+    text = str(exc)
+    if not isinstance(exc, RuntimeError):
+        return None
+    if "did not return structured content" in text:
+        return "returned no structuredContent, though it declares an outputSchema"
+    if text.startswith("Invalid schema for tool"):
+        return "declares an outputSchema that is not a valid JSON schema"
+    if not text.startswith("Invalid structured content returned by tool"):
+        return None
+    cause = exc.__cause__
+    message = getattr(cause, "message", None) or first_line(exc).partition(": ")[2]
+    path = "/".join(str(p) for p in getattr(cause, "absolute_path", ()))
+    where = f" at {path}" if path else ""
+    return f"returned structuredContent that breaks its outputSchema{where}: {message}"
+
+
 class Lost(Exception):
     """The server exited or closed its connection."""
 
@@ -225,23 +336,39 @@ class StartError(Exception):
 
 
 def result_text(result: types.CallToolResult) -> str:
-    """A tool result as text: text blocks as they are, anything else described."""
+    """A tool result as text: text blocks as they are, anything else described. A
+    text-only model cannot use images or audio, and their base64 would fill the prompt, so
+    they become their type and size; a resource link becomes its URI, which the user can
+    read with ``tools read`` or attach with ``ask --attach``."""
     parts = []
     for block in result.content:
         if isinstance(block, types.TextContent):
             parts.append(block.text)
-        elif isinstance(block, types.ImageContent):
-            parts.append(f"[image, {block.mime_type}]")
-        elif isinstance(block, types.AudioContent):
-            parts.append(f"[audio, {block.mime_type}]")
+        elif isinstance(block, (types.ImageContent, types.AudioContent)):
+            parts.append(f"[{block.type}: {block.mime_type or 'unknown type'}, "
+                         f"{size_text(_decoded_size(block.data))}]")
         elif isinstance(block, types.EmbeddedResource):
             resource = block.resource
-            parts.append(getattr(resource, "text", None) or f"[resource {resource.uri}]")
+            text = getattr(resource, "text", None)
+            if text is None:
+                blob = getattr(resource, "blob", "") or ""
+                text = f"[resource: {resource.uri} ({resource.mime_type or 'unknown type'}, " \
+                       f"{size_text(_decoded_size(blob))})]"
+            parts.append(text)
         elif isinstance(block, types.ResourceLink):
-            parts.append(f"[link {block.uri}]")
+            about_it = ", ".join(str(x) for x in (block.name, block.mime_type) if x)
+            parts.append(f"[resource: {block.uri} ({about_it})]" if about_it
+                         else f"[resource: {block.uri}]")
     if not parts and result.structured_content is not None:
         parts.append(json.dumps(result.structured_content, ensure_ascii=False))
     return "\n".join(parts)
+
+
+def _decoded_size(data: str) -> int:
+    try:
+        return len(base64.b64decode(data, validate=False))
+    except (binascii.Error, ValueError):
+        return len(data) * 3 // 4
 
 
 def describe_start_failure(exc: BaseException, config: ServerConfig, timeout: float) -> str:

@@ -80,3 +80,30 @@ class PromptMessage:
 
 class RequestFailed(Exception):
     """A resource or prompt request the server refused or could not serve, in one line."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A server's ``notifications/progress`` for a call under way."""
+    progress: float
+    total: float | None = None
+    message: str | None = None
+
+    def describe(self) -> str:
+        """E.g. "3/10 step 3": what a tool card or a progress line shows."""
+        done = f"{_number(self.progress)}/{_number(self.total)}" if self.total \
+            else _number(self.progress)
+        return f"{done} {self.message}" if self.message else done
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def size_text(size: int) -> str:
+    """Bytes for a person: "812 bytes", "12.3 KB", "4.1 MB"."""
+    if size < 1024:
+        return f"{size:,} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"

@@ -30,7 +30,8 @@ from textual.widgets import Footer, ListView
 
 from assistant.chat.store import DEFAULT_TITLE, ChatStore, StoreError, title_from
 from assistant.config import Settings, paths
-from assistant.tui.screens import ApprovalScreen, ModelProblem, PromptScreen, ToolsScreen
+from assistant.tui.screens import (ApprovalScreen, ElicitScreen, ModelProblem, PromptScreen,
+                                   ToolsScreen)
 from assistant.tui.widgets import (
     AssistantMessage,
     ChatInput,
@@ -347,6 +348,7 @@ class ChatApp(App):
             from assistant.chat.tooling import start_host
 
             self.host = start_host(self.servers, wait=False)
+            self.host.elicit = self._elicit
         except Exception as exc:  # chat goes on without tools
             self._ui(self._servers_started, 0, [f"MCP servers could not start: {exc}"])
             return
@@ -606,6 +608,25 @@ class ChatApp(App):
                 break
         self._approval = None
         return approval.choice
+
+    def _elicit(self, request, given_up: threading.Event):
+        """A server's question during a call, on a worker: show the form, wait for the
+        user; the call's time limit, Esc and quitting take the form down (cancel)."""
+        from assistant.mcp.elicit import CANCEL
+
+        done, answer = threading.Event(), [CANCEL]
+
+        def answered(choice) -> None:
+            answer[0] = choice or CANCEL
+            done.set()
+
+        self._ui(lambda: self.push_screen(ElicitScreen(request), answered))
+        while not done.wait(0.05):
+            if given_up.is_set() or self._stop.is_set() or self._shutting_down.is_set():
+                self._ui(lambda: isinstance(self.screen, ElicitScreen)
+                         and self.screen.dismiss(CANCEL))
+                break
+        return answer[0]
 
     def _dismiss_approval(self) -> None:
         if isinstance(self.screen, ApprovalScreen):

@@ -1,4 +1,5 @@
-"""Modal screens: tool approval, the tools overview, a one-line prompt; the model panel."""
+"""Modal screens: tool approval, a server's question (elicitation), the tools overview, a
+one-line prompt; the model panel."""
 
 from __future__ import annotations
 
@@ -174,3 +175,125 @@ class ModelProblem(Static):
                "  • or switch model now: ctrl+p → Switch model")
         super().__init__(f"The model could not be loaded\n\n{error}\n\n{fix}", markup=False,
                          id="model-problem")
+
+
+class ElicitScreen(ModalScreen):
+    """A server's question during a tool call: a form built from its schema, or a page to
+    open. It answers with an ``assistant.mcp.elicit.Answer``: accept (with the values),
+    decline or cancel (Esc).
+
+    Everything shown comes from the server, so it is plain text, never markup. A form
+    field is a text box (numbers checked as typed), a switch for yes/no, or a list of
+    choices; Enter in a box moves on and never sends. A page opens in the browser only
+    when the user presses Open, which starts out of focus (Decline has it).
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False)]
+
+    def __init__(self, request) -> None:
+        super().__init__()
+        self.request = request  # assistant.mcp.elicit.Elicitation
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import Select, Switch
+
+        request = self.request
+        with Vertical(id="elicit", classes="dialog"):
+            title = (f"{request.server} asks you to open a page" if request.url
+                     else f"{request.server} asks")
+            yield Label(title, markup=False, classes="dialog-title")
+            yield Static(request.message, markup=False)
+            if request.url:
+                yield Static(request.url, markup=False, id="elicit-url", classes="warning")
+            with VerticalScroll(classes="arguments"):
+                for index, field in enumerate(request.fields):
+                    mark = "" if not field.required else " *"
+                    yield Label(f"{field.title}{mark}", markup=False)
+                    if field.description:
+                        yield Static(field.description, markup=False, classes="muted")
+                    ident = f"field-{index}"
+                    if field.kind == "boolean":
+                        yield Switch(value=bool(field.default), id=ident)
+                    elif field.kind == "enum":
+                        yield Select([(label, value) for label, value
+                                      in zip(field.labels, field.choices)],
+                                     value=field.default if field.default is not None
+                                     else Select.NULL, id=ident)
+                    else:
+                        kind = {"integer": "integer", "number": "number"}.get(field.kind, "text")
+                        default = "" if field.default is None else str(field.default)
+                        yield Input(default, type=kind, id=ident)
+            yield Static("", id="elicit-problem", classes="warning")
+            with Horizontal(classes="buttons"):
+                yield Button("Decline", id="elicit-decline", variant="primary")
+                yield Button("Open" if request.url else "Accept", id="elicit-accept",
+                             variant="warning" if request.url else "success")
+                yield Button("Cancel", id="elicit-cancel")
+            yield Static("Tab moves · Esc cancels", classes="muted")
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._focus_first)
+
+    def _focus_first(self) -> None:
+        if self.request.url or not self.request.fields:
+            self.query_one("#elicit-decline", Button).focus()
+        else:
+            self.query_one("#field-0").focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.focus_next()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        from assistant.mcp.elicit import CANCEL, DECLINE, Answer
+
+        choice = event.button.id.removeprefix("elicit-")
+        if choice == "decline":
+            self.dismiss(DECLINE)
+        elif choice == "cancel":
+            self.dismiss(CANCEL)
+        elif self.request.url:
+            import webbrowser
+
+            try:
+                webbrowser.open(self.request.url)
+            except Exception:  # no browser here: the URL is on screen to copy
+                pass
+            self.dismiss(Answer("accept"))
+        else:
+            content, problem = self.values()
+            if problem:
+                index, line = problem
+                self.query_one("#elicit-problem", Static).update(line)
+                self.query_one(f"#field-{index}").focus()  # where to fix it
+            else:
+                self.dismiss(Answer("accept", content))
+
+    def values(self) -> tuple[dict, tuple[int, str] | None]:
+        """The form's values, or the first problem with them: its field, and a line."""
+        from textual.widgets import Select, Switch
+
+        from assistant.mcp.elicit import parse
+
+        content = {}
+        for index, field in enumerate(self.request.fields):
+            widget = self.query_one(f"#field-{index}")
+            if isinstance(widget, Switch):
+                value = widget.value
+            elif isinstance(widget, Select):
+                value = None if widget.value is Select.NULL else widget.value
+            else:
+                try:
+                    value = parse(field, widget.value)
+                except ValueError as exc:
+                    return {}, (index, f"{field.title}: {exc}")
+            if value is None and field.required:
+                return {}, (index, f"{field.title} is required")
+            if value is not None:
+                content[field.name] = value
+        return content, None
+
+    def action_cancel(self) -> None:
+        from assistant.mcp.elicit import CANCEL
+
+        self.dismiss(CANCEL)

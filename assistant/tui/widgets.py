@@ -81,6 +81,9 @@ class ToolCard(Vertical):
         self.call = call
         name = f"{call.server}/{call.tool}" if call.server else (call.name or "tool call")
         state = {"pending": "waiting for approval"}.get(call.status, call.status)
+        progress = getattr(call, "progress", None)
+        if call.status == "running" and progress:
+            state = f"running… {progress}"
         took = f" · {call.duration_s:.2f} s" if call.duration_s else ""
         # Decoded under the grammar: the name and arguments could not be malformed.
         constrained = " · constrained" if call.constrained else ""

@@ -13,6 +13,10 @@ slowlist   like echo, but takes 3 s to list its tools (a slow handshake, after d
 gated      like echo, but answers nothing until the file RECORD exists (a server slow
            to start, for as long as a test wants); its tools are named by that file's
            lines, so a test can change them between runs
+legacy     as a 2025-11-25 server does it, mid-call: reports progress, asks the user a
+           question (an elicitation/create request to the client), then adds the tool
+           "extra" and says so unasked (notifications/tools/list_changed); the result is
+           the client's answer, as JSON
 
 With RECORD, a file, the server appends "start" when it starts and "ready" when it has
 listed its tools, each with its pid.
@@ -54,8 +58,9 @@ def answer(request: dict) -> None:
     if id_ is None:
         return  # a notification
     if method == "initialize":
+        tools = {"listChanged": True} if MODE == "legacy" else {}
         send({"jsonrpc": "2.0", "id": id_, "result": {
-            "protocolVersion": VERSION, "capabilities": {"tools": {}},
+            "protocolVersion": VERSION, "capabilities": {"tools": tools},
             "serverInfo": {"name": f"raw-{MODE}", "version": "1"}}})
     elif method == "tools/list":
         if MODE == "slowlist":
@@ -64,6 +69,8 @@ def answer(request: dict) -> None:
         if MODE == "gated":
             with open(RECORD) as f:
                 tools = [{**WORK, "name": name} for name in f.read().split()]
+        if EXTRA:
+            tools = tools + [{**WORK, "name": "extra"}]
         send({"jsonrpc": "2.0", "id": id_, "result": {"tools": tools}})
         record("ready")
     elif method == "tools/call":
@@ -71,6 +78,8 @@ def answer(request: dict) -> None:
         if MODE == "surrogate":
             # json.dumps writes the lone surrogate as the escape "\ud800".
             send(result(id_, "before \ud800 after"))
+        elif MODE == "legacy":
+            send(result(id_, json.dumps(legacy_call(request["params"]))))
         elif MODE == "bytes":
             line = json.dumps(result(id_, "before MARK after")).encode()
             write_line(line.replace(b"MARK", b"\xff\xfe"))
@@ -79,6 +88,29 @@ def answer(request: dict) -> None:
     else:
         send({"jsonrpc": "2.0", "id": id_,
               "error": {"code": -32601, "message": f"method not found: {method}"}})
+
+
+EXTRA = []  # "legacy": the tool added during a call
+
+
+def legacy_call(params: dict) -> dict:
+    token = (params.get("_meta") or {}).get("progressToken")
+    if token is not None:
+        send({"jsonrpc": "2.0", "method": "notifications/progress",
+              "params": {"progressToken": token, "progress": 1, "total": 2,
+                         "message": "asking"}})
+    send({"jsonrpc": "2.0", "id": "ask-1", "method": "elicitation/create", "params": {
+        "mode": "form", "message": "Which shelf?", "requestedSchema": {
+            "type": "object", "properties": {"shelf": {"type": "string"}},
+            "required": ["shelf"]}}})
+    for line in sys.stdin.buffer:  # until the client's answer to that request
+        message = json.loads(line)
+        if message.get("id") == "ask-1" and "method" not in message:
+            break
+        answer(message)
+    EXTRA.append("extra")
+    send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+    return message.get("result") or message.get("error")
 
 
 record("start")

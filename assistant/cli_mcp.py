@@ -1,0 +1,181 @@
+"""What a tool call shows and asks on the terminal, for ``ask`` and ``tools call``: one
+progress line on stderr while the call runs, and a server's questions to the user
+(elicitation) asked field by field. Without a terminal, nothing is shown and every
+question is declined: nobody is there to answer it.
+"""
+
+from __future__ import annotations
+
+import select
+import shutil
+import sys
+import threading
+
+from assistant.mcp.elicit import CANCEL, DECLINE, Answer, Elicitation, Field, parse
+
+CLEAR = "\r\x1b[K"  # back to the start of the line, and erase it
+
+
+class ProgressLine:
+    """A single line on stderr that each progress report rewrites and the end of the call
+    clears, so the output around it is as it would be without it. Only on a terminal."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.shown = False
+        self._lock = threading.Lock()  # reports come from the host's thread
+
+    def show(self, text: str) -> None:
+        if not self.live:
+            return
+        from assistant.cli import _printable
+
+        width = shutil.get_terminal_size().columns - 1
+        line = _printable(text).replace("\n", " ")[:max(width, 10)]  # never wraps
+        with self._lock:
+            self.stream.write(CLEAR + line)
+            self.stream.flush()
+            self.shown = True
+
+    def clear(self) -> None:
+        with self._lock:
+            if self.shown:
+                self.stream.write(CLEAR)
+                self.stream.flush()
+                self.shown = False
+
+
+def link_lines(server: str | None, result: str) -> list[str]:
+    """For each resource link in a tool's result, a line that shows it and how to read it
+    into the next question (``ask --attach SERVER:URI``)."""
+    lines = []
+    for text in result.splitlines()[:1000]:
+        if text.startswith("[resource: ") and text.endswith("]") and server:
+            uri = text[len("[resource: "):].split(" ", 1)[0].rstrip("]")
+            lines.append(_printable_line(f"[tool]   {text[1:-1]}; attach it with "
+                                         f"--attach {server}:{uri}"))
+        if len(lines) == 20:
+            break
+    return lines
+
+
+def _printable_line(text: str) -> str:
+    from assistant.cli import _printable
+
+    return _printable(text).replace("\n", " ")
+
+
+def terminal_elicitor(stdin_used: bool):
+    """Ask a server's question on the terminal (stderr and the keyboard); decline without
+    one. A form asks field by field, checks each answer, and sends only after a final
+    yes; a page opens in the browser only on a yes. Ctrl+D cancels. When the call's time
+    runs out (``given_up``), the question is abandoned."""
+    asking = threading.Lock()  # one question at a time on one terminal
+
+    def elicit(request: Elicitation, given_up: threading.Event) -> Answer:
+        from assistant.cli import _drop_typed_ahead, _open_terminal
+
+        with asking:
+            tty = _open_terminal(stdin_used)
+            if tty is None:
+                return DECLINE
+            try:
+                _drop_typed_ahead(tty)
+                if request.url:
+                    return _ask_url(request, tty, given_up)
+                return _ask_form(request, tty, given_up)
+            except (OSError, UnicodeDecodeError):  # a terminal gone, or bytes that are no text
+                return CANCEL
+            finally:
+                if tty is not sys.stdin:
+                    tty.close()
+
+    return elicit
+
+
+def _say(text: str) -> None:
+    from assistant.cli import _printable
+
+    sys.stderr.write(_printable(text))
+    sys.stderr.flush()
+
+
+def _read(tty, given_up: threading.Event) -> str | None:
+    """A line typed, or None at the end of input or once the call gave up."""
+    while not given_up.is_set():
+        ready, _, _ = select.select([tty], [], [], 0.2)
+        if ready:
+            line = tty.readline()
+            if not line:  # Ctrl+D: what follows starts on a line of its own
+                sys.stderr.write("\n")
+                return None
+            return line
+    _say("\n(the call's time ran out)\n")
+    return None
+
+
+def _ask_url(request: Elicitation, tty, given_up) -> Answer:
+    _say(f"\n{request.server} asks you to open a page: {request.message}\n  {request.url}\n")
+    sys.stderr.write("Open it in your browser? [y] yes  [N] no: ")
+    sys.stderr.flush()
+    line = _read(tty, given_up)
+    if line is None:
+        return CANCEL
+    if line.strip().lower() not in ("y", "yes"):
+        return DECLINE
+    import webbrowser
+
+    try:
+        opened = webbrowser.open(request.url)
+    except Exception:
+        opened = False
+    if not opened:
+        _say("No browser could be opened; open the address above yourself.\n")
+    return Answer("accept")
+
+
+def _ask_form(request: Elicitation, tty, given_up) -> Answer:
+    _say(f"\n{request.server} asks: {request.message}\n")
+    sys.stderr.write("(Enter leaves a field empty or takes its default; Ctrl+D cancels)\n")
+    content = {}
+    for field in request.fields:
+        while True:
+            sys.stderr.write(_question(field))
+            sys.stderr.flush()
+            line = _read(tty, given_up)
+            if line is None:
+                return CANCEL
+            try:
+                value = parse(field, line)
+            except ValueError as exc:
+                _say(f"  {exc}\n")
+                continue
+            if value is None:
+                value = field.default
+            if value is None and field.required:
+                sys.stderr.write("  this one is required\n")
+                continue
+            break
+        if value is not None:
+            content[field.name] = value
+    sys.stderr.write(f"Send these answers to {request.server}? [y] yes  [N] no: ")
+    sys.stderr.flush()
+    line = _read(tty, given_up)
+    if line is None:
+        return CANCEL
+    return Answer("accept", content) if line.strip().lower() in ("y", "yes") else DECLINE
+
+
+def _question(field: Field) -> str:
+    from assistant.cli import _printable
+
+    hint = {"integer": "a whole number", "number": "a number", "boolean": "y/n"}.get(field.kind)
+    if field.kind == "enum":
+        hint = " ".join(f"[{i}] {label}" for i, label in enumerate(field.labels, 1))
+    about = "; ".join(x for x in (field.description, hint,
+                                  "required" if field.required else "") if x)
+    shown = {True: "yes", False: "no"}.get(field.default, field.default) \
+        if isinstance(field.default, bool) else field.default
+    default = "" if shown is None else f" [{shown}]"
+    return _printable(f"  {field.title}{f' ({about})' if about else ''}{default}: ")
