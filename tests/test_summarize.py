@@ -9,6 +9,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,8 @@ import pytest
 
 from assistant.config import Settings
 from assistant.notes.reader import find_notes
-from assistant.notes.summarize import LARGE_RUN_SECONDS, SummaryOptions, Summarizer
+from assistant.notes.summarize import (LARGE_RUN_SECONDS, SummaryCache, SummaryOptions,
+                                       Summarizer)
 from assistant.tokens import counter_for
 from scripted import Rounds
 
@@ -158,6 +160,27 @@ def test_interruption_keeps_what_was_finished(engine, hf_tokenizer, fixture_mode
     run2 = resumed.run(find_notes([notes]).notes)
     assert not run2.interrupted
     assert [n.from_cache for n in run2.notes] == [True, False, False]
+
+
+def test_the_same_cache_entry_stored_from_several_threads(tmp_path):
+    """Two notes with the same text, summarized side by side, store one entry twice."""
+    cache, key, errors = SummaryCache(tmp_path), "ab" * 32, []
+
+    def store(n):
+        for _ in range(200):
+            try:
+                cache.put(key, {"summary": f"- from {n}", "chunks": 1})
+            except OSError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=store, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert cache.get(key, "summary")["summary"] in {f"- from {n}" for n in range(4)}
+    assert [p.name for p in (tmp_path / "ab").iterdir()] == [f"{key}.json"]  # no leftovers
 
 
 # -- the real command ---------------------------------------------------------------

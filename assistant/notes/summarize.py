@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -175,7 +176,8 @@ class SummaryCache:
     @staticmethod
     def _store(folder: Path, name: str, value) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"{name}.tmp"
+        # Two notes with the same text, summarized side by side, store the same entry.
+        tmp = folder / f"{name}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
         tmp.replace(folder / name)
 
