@@ -40,6 +40,7 @@ def run_summarize(args, settings) -> int:
         use_cache=not args.no_cache,
         chunk_tokens=args.chunk_tokens,
         max_tokens=args.max_tokens,
+        parallel=args.parallel,
     )
     model_path = resolve_model(args.model or settings.model)
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
