@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("--chunk-tokens", type=_positive,
                       help="largest piece of a note per model call (default: what fits)")
     summ.add_argument("--no-cache", action="store_true", help="summarize everything again")
+    summ.add_argument("--parallel", type=_parallel, default=1, metavar="N",
+                      help="send up to N independent requests at once (1-32, default 1); "
+                           "useful with an inference server that batches requests, while "
+                           "the local model runs them one at a time")
     summ.add_argument("--quiet", action="store_true", help="no progress on stderr")
     summ.add_argument("-y", "--yes", action="store_true",
                       help="run without asking, even when the estimate is over two minutes "
@@ -153,6 +157,15 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _parallel(text: str) -> int:
+    from assistant.notes.summarize import MAX_PARALLEL
+
+    value = _positive(text)
+    if value > MAX_PARALLEL:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most {MAX_PARALLEL}")
     return value
 
 

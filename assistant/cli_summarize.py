@@ -39,6 +39,7 @@ def run_summarize(args, settings) -> int:
         use_cache=not args.no_cache,
         chunk_tokens=args.chunk_tokens,
         max_tokens=args.max_tokens,
+        parallel=args.parallel,
     )
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     with open_engine(args.model, settings, adapter=args.adapter) as engine:

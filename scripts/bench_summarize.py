@@ -9,7 +9,9 @@ decode tokens come from the engine's own statistics.
 
 A model with random weights never ends a summary by itself, so every summary runs to its
 cap: the worst case. ``--summary-tokens N`` ends each summary after N tokens instead, as
-a model that follows "two or three short bullet points" would.
+a model that follows "two or three short bullet points" would. ``--parallel N`` sends up
+to N calls at once (the local engine still runs them one at a time, each from an empty KV
+cache: the table shows what that costs in prefill).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -88,6 +91,8 @@ def main() -> int:
     parser.add_argument("--length", default="short", choices=("short", "medium", "long"))
     parser.add_argument("--summary-tokens", type=int,
                         help="end each summary after N tokens (default: run to the cap)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="model calls in flight at once (default 1)")
     args = parser.parse_args()
 
     home = tempfile.mkdtemp(prefix="bench-summarize-")
@@ -112,10 +117,13 @@ def main() -> int:
             stop = ([StopAfter(args.summary_tokens, engine.tokenizer.eos_token_id)]
                     if args.summary_tokens else [])
             s = Summarizer(engine, count, settings,
-                           SummaryOptions(length=args.length, logits_processors=stop))
+                           SummaryOptions(length=args.length, logits_processors=stop,
+                                          parallel=args.parallel))
+            started = time.perf_counter()
             result = s.run(scan.notes, scan.skipped).to_json()["stats"]
+            seconds = time.perf_counter() - started
             over = sum(count(n.text) > engine.context_window for n in scan.notes)
-            rows.append((label, result, over, len(s.calls)))
+            rows.append((label, result, over, len(s.calls), seconds))
             return result
 
         run("fresh")
@@ -128,14 +136,15 @@ def main() -> int:
 
     ending = (f"summaries end after {args.summary_tokens} tokens" if args.summary_tokens
               else "summaries run to their cap (random weights)")
+    parallel = f", --parallel {args.parallel}" if args.parallel > 1 else ""
     print(f"{args.notes} notes, context window {args.context_limit} tokens, --length "
-          f"{args.length}, {ending}, model {args.model}")
+          f"{args.length}{parallel}, {ending}, model {args.model}")
     print(f"  {'run':<34}{'notes run':>10}{'calls':>7}{'note tok':>10}{'prefill':>9}"
-          f"{'decode':>8}{'model/notes':>13}")
-    for label, st, _, calls in rows:
+          f"{'decode':>8}{'model/notes':>13}{'seconds':>9}")
+    for label, st, _, calls, seconds in rows:
         print(f"  {label:<34}{st['notes_summarized']:>10}{calls:>7}{st['note_tokens']:>10,}"
               f"{st['prefill_tokens']:>9,}{st['decode_tokens']:>8,}"
-              f"{st['model_tokens_per_note_token']:>13.3f}")
+              f"{st['model_tokens_per_note_token']:>13.3f}{seconds:>9.1f}")
     print(f"  notes longer than the context window: {rows[0][2]}; the edited note has "
           f"{edited_tokens:,} tokens")
     return 0

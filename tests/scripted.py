@@ -7,6 +7,8 @@ tool-call parser all see real tokens.
 
 from __future__ import annotations
 
+import hashlib
+
 import mlx.core as mx
 
 IM_END = 151645
@@ -101,3 +103,34 @@ class Steer:
 
     def masked(self) -> list[int]:
         return [token for token, masked in self.steps if masked]
+
+
+class ByLastLine:
+    """Each generation answers ``- about <hash>``, the hash of the last line of the user's
+    message: the same answer for the same request whatever order requests are served in
+    and whatever a KV cache held (the last line is always among the tokens fed).
+    ``fail_on``: a generation whose last line holds it fails (the engine reports it)."""
+
+    def __init__(self, tokenizer, fail_on: str | None = None):
+        self.tokenizer, self.fail_on = tokenizer, fail_on
+        self.reply: list[int] = []
+        self.step, self.last_len, self.last_token = 0, None, None
+
+    def __call__(self, tokens, logits):
+        n = tokens.size
+        if self.last_len is None or n != self.last_len + 1 or tokens[-1].item() != self.last_token:
+            # A new generation: its first call sees the prompt tokens that were fed.
+            text = self.tokenizer.decode(tokens.tolist())
+            user = text.rsplit("<|im_end|>", 1)[0].strip()
+            line = user.splitlines()[-1] if user else ""
+            if self.fail_on is not None and self.fail_on in line:
+                self.last_len = None
+                raise RuntimeError(f"scripted failure on {line!r}")
+            digest = hashlib.sha256(line.encode()).hexdigest()[:8]
+            self.reply = self.tokenizer.encode(f"- about {digest}",
+                                               add_special_tokens=False) + [IM_END]
+            self.step = 0
+        self.last_len = n
+        self.last_token = self.reply[min(self.step, len(self.reply) - 1)]
+        self.step += 1
+        return force(logits, self.last_token)

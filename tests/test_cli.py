@@ -92,6 +92,10 @@ def test_empty_prompt(fixture_model):
     (["ask", "--max-tokens", "0", "hi"], "--max-tokens"),
     (["ask", "--think", "--no-think", "hi"], "not allowed with"),
     (["bench", "--tool-calls", "0"], "--tool-calls"),
+    (["summarize", "--parallel", "0", "notes"], "--parallel: '0' must be at least 1"),
+    (["summarize", "--parallel", "33", "notes"], "--parallel: '33' must be at most 32"),
+    (["summarize", "--parallel", "four", "notes"], "--parallel: 'four' is not a whole number"),
+    (["summarize", "--parallel", "", "notes"], "--parallel: '' is not a whole number"),
     (["launch"], "launch"),
 ])
 def test_bad_options_are_one_line(args, needle):

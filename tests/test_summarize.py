@@ -9,6 +9,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +18,10 @@ import pytest
 
 from assistant.config import Settings
 from assistant.notes.reader import find_notes
-from assistant.notes.summarize import LARGE_RUN_SECONDS, SummaryOptions, Summarizer
+from assistant.notes.summarize import (LARGE_RUN_SECONDS, SummaryCache, SummaryError,
+                                       SummaryOptions, Summarizer)
 from assistant.tokens import counter_for
-from scripted import Rounds
+from scripted import ByLastLine, Rounds
 
 ASSISTANT = str(Path(sys.executable).with_name("assistant"))
 
@@ -160,6 +162,210 @@ def test_interruption_keeps_what_was_finished(engine, hf_tokenizer, fixture_mode
     assert [n.from_cache for n in run2.notes] == [True, False, False]
 
 
+# -- side by side: --parallel ---------------------------------------------------------
+
+
+def by_prompt(engine, hf_tokenizer, fixture_model, cache: Path, parallel: int, **script):
+    """Summaries that depend on the request only, never on the order requests are served."""
+    return Summarizer(engine, counter_for(fixture_model).count, Settings(),
+                      SummaryOptions(length="short", chunk_tokens=300, parallel=parallel,
+                                     logits_processors=[ByLastLine(hf_tokenizer, **script)]),
+                      cache=SummaryCache(cache))
+
+
+def new_threads(before: set[threading.Thread]) -> list[str]:
+    return [t.name for t in threading.enumerate() if t not in before]
+
+
+def test_parallel_gives_the_sequential_summaries_in_order(
+        engine, hf_tokenizer, fixture_model, notes, tmp_path):
+    (notes / "plan.md").write_text(long_note(), encoding="utf-8")
+    (notes / "pancakes.md").write_text(RECIPE.replace("butter", "oil"), encoding="utf-8")
+    scan = find_notes([notes])
+    before = set(threading.enumerate())
+    one = by_prompt(engine, hf_tokenizer, fixture_model, tmp_path / "one", 1)
+    run1 = one.run(scan.notes)
+    four = by_prompt(engine, hf_tokenizer, fixture_model, tmp_path / "four", 4)
+    progress = []
+    run4 = four.run(scan.notes, on_progress=lambda *report: progress.append(report))
+    assert not run4.interrupted and new_threads(before) == []
+
+    assert [n.display for n in run4.notes] == [n.display for n in scan.notes]
+    assert [(n.display, n.summary, n.chunks) for n in run4.notes] == [
+        (n.display, n.summary, n.chunks) for n in run1.notes]
+    assert max(n.chunks for n in run4.notes) >= 3  # plan.md: its parts side by side, merged
+    assert len({n.summary for n in run1.notes}) == len(run1.notes)  # the script tells them apart
+    assert run4.digest == run1.digest and run4.digest.startswith("- about ")
+    assert sorted(kind for kind, _ in four.calls) == sorted(kind for kind, _ in one.calls)
+    assert run4.model_tokens == sum(st.prefilled_tokens + st.generated_tokens
+                                    for _, st in four.calls)
+    # Calls in flight together share no KV cache: each started from an empty one.
+    assert all(stats.cached_tokens == 0 for _, stats in four.calls)
+    assert any(stats.cached_tokens > 0 for _, stats in one.calls)
+    # Each note reported once as it finished, the count rising by one, then the digest.
+    total = len(scan.notes)
+    assert [done for done, *_ in progress] == list(range(total + 1)) + [total]
+    assert sorted(name for *_, name in progress[1:-1]) == sorted(n.display for n in scan.notes)
+    assert progress[-1][3] == "digest"
+
+    again = by_prompt(engine, hf_tokenizer, fixture_model, tmp_path / "four", 4)
+    run = again.run(scan.notes)
+    assert again.calls == [] and run.model_tokens == 0 and run.digest_from_cache
+    assert all(n.from_cache for n in run.notes)
+    assert [n.summary for n in run.notes] == [n.summary for n in run1.notes]
+
+
+class CountingEngine:
+    """The real engine, counting the requests in flight (sent, answer not yet read): what
+    an inference server that batches would be serving at once."""
+
+    def __init__(self, engine):
+        self.engine, self.now, self.most = engine, 0, 0
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def generate(self, messages, options=None, chat=None):
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        return CountedGeneration(self, self.engine.generate(messages, options, chat))
+
+
+class CountedGeneration:
+    def __init__(self, owner: CountingEngine, generation):
+        self.owner, self.generation, self.open = owner, generation, True
+
+    def cancel(self):
+        self.generation.cancel()
+
+    def result(self):
+        result = self.generation.result()
+        with self.owner.lock:
+            self.owner.now -= self.open
+            self.open = False
+        return result
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_parallel_calls_overlap_up_to_the_limit(
+        engine, hf_tokenizer, fixture_model, notes, tmp_path, parallel):
+    (notes / "plan.md").write_text(long_note(), encoding="utf-8")
+    for i in range(3):
+        (notes / f"todo{i}.md").write_text(f"# Todo {i}\n\n- call Ana about demo {i}\n")
+    counting = CountingEngine(engine)
+    s = Summarizer(counting, counter_for(fixture_model).count, Settings(),
+                   SummaryOptions(length="short", chunk_tokens=300, parallel=parallel,
+                                  logits_processors=[ByLastLine(hf_tokenizer)]),
+                   cache=SummaryCache(tmp_path / "cache"))
+    run_ = s.run(find_notes([notes]).notes)
+    assert max(n.chunks for n in run_.notes) >= 3 and counting.now == 0
+    # Notes and the parts of plan.md were sent together, never more than the limit at once
+    # (without one shared limit, note threads and part threads would add up past it).
+    assert counting.most == 1 if parallel == 1 else 1 < counting.most <= parallel
+
+
+def test_parallel_cancel_keeps_finished_notes_and_ends_every_thread(
+        engine, hf_tokenizer, fixture_model, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(8):
+        (folder / f"note{i}.md").write_text(f"# Note {i}\n\n" + MEETING)
+    scan = find_notes([folder])
+    before = set(threading.enumerate())
+    s = by_prompt(engine, hf_tokenizer, fixture_model, tmp_path / "cache", 4)
+
+    def progress(done, total, tps, current):
+        if done == 2:
+            s.cancel()
+
+    run_ = s.run(scan.notes, on_progress=progress)
+    assert run_.interrupted and run_.digest == "" and 2 <= len(run_.notes) < 8
+    assert new_threads(before) == []
+    assert not s._inflight  # every generation ended before run() returned
+    finished = [n.display for n in run_.notes]
+    assert finished == [n.display for n in scan.notes if n.display in finished]  # input order
+
+    resumed = by_prompt(engine, hf_tokenizer, fixture_model, tmp_path / "cache", 4)
+    run2 = resumed.run(scan.notes)
+    assert not run2.interrupted
+    assert [n.display for n in run2.notes if n.from_cache] == finished
+
+
+def test_parallel_ctrl_c_cancels_the_calls_in_flight(
+        engine, hf_tokenizer, fixture_model, tmp_path):
+    """Ctrl+C reaches the main thread while it waits for the workers: the calls in flight
+    are cancelled, not waited out, and every thread has ended when run() returns."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(8):
+        (folder / f"note{i}.md").write_text(f"# Note {i}\n\n" + MEETING)
+    scan = find_notes([folder])
+    before = set(threading.enumerate())
+    s = by_prompt(engine, hf_tokenizer, fixture_model, tmp_path / "cache", 4)
+    sent = []
+
+    def progress(done, total, tps, current):
+        if done == 2 and not sent:
+            sent.append(True)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        run_ = s.run(scan.notes, on_progress=progress)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert sent and run_.interrupted and run_.digest == ""
+    assert new_threads(before) == [] and not s._inflight
+    # Two notes were done and four in flight: waited out, they would make six.
+    assert 2 <= len(run_.notes) <= 4
+
+
+def test_parallel_failed_call_stops_the_run_and_keeps_what_finished(
+        engine, hf_tokenizer, fixture_model, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    (folder / "a-broken.md").write_text("# Broken\n\nThis one fails: BOOM\n", encoding="utf-8")
+    for i in range(7):
+        (folder / f"note{i}.md").write_text(f"# Note {i}\n\n" + MEETING)
+    scan = find_notes([folder])
+    assert scan.notes[0].display == "a-broken.md"  # among the first four sent
+    before = set(threading.enumerate())
+    s = by_prompt(engine, hf_tokenizer, fixture_model, tmp_path / "cache", 4, fail_on="BOOM")
+    with pytest.raises(SummaryError, match="scripted failure on 'This one fails: BOOM'"):
+        s.run(scan.notes)
+    assert new_threads(before) == [] and not s._inflight
+    # What finished is cached; the broken note is not, and the run stopped: the calls in
+    # flight were cancelled and the notes still queued never sent (else seven would be).
+    ok = by_prompt(engine, hf_tokenizer, fixture_model, tmp_path / "cache", 4)
+    run_ = ok.run(scan.notes)
+    cached = [n.display for n in run_.notes if n.from_cache]
+    assert "a-broken.md" not in cached and len(cached) <= 4
+    assert len([k for k, _ in ok.calls if k == "chunk"]) == len(scan.notes) - len(cached)
+
+
+def test_the_same_cache_entry_stored_from_several_threads(tmp_path):
+    """Two notes with the same text, summarized side by side, store one entry twice."""
+    cache, key, errors = SummaryCache(tmp_path), "ab" * 32, []
+
+    def store(n):
+        for _ in range(200):
+            try:
+                cache.put(key, {"summary": f"- from {n}", "chunks": 1})
+            except OSError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=store, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert cache.get(key, "summary")["summary"] in {f"- from {n}" for n in range(4)}
+    assert [p.name for p in (tmp_path / "ab").iterdir()] == [f"{key}.json"]  # no leftovers
+
+
 # -- the real command ---------------------------------------------------------------
 
 
@@ -201,6 +407,21 @@ def test_cli_markdown_to_a_folder_and_cache(fixture_model, notes, tmp_path):
     second = run(str(notes), "--model", str(fixture_model), "--max-tokens", "12", "--quiet")
     assert second.returncode == 0
     assert second.stdout.decode().startswith("# Notes")
+
+
+def test_cli_parallel_run_keeps_the_order_of_notes(fixture_model, notes):
+    for i in range(4):
+        (notes / f"todo{i}.md").write_text(f"# Todo {i}\n\n- call Ana about demo {i}\n")
+    (notes / "copy.md").write_text(MEETING)  # the same text as meeting.md, stored side by side
+    outs = []
+    for parallel in ("1", "3"):
+        result = run(str(notes), "--model", str(fixture_model), "--format", "json",
+                     "--max-tokens", "8", "--no-cache", "--parallel", parallel)
+        assert result.returncode == 0, result.stderr
+        outs.append(json.loads(result.stdout))
+    sequential, parallel_ = ([n["display"] for n in out["notes"]] for out in outs)
+    assert parallel_ == sequential and len(sequential) == 8
+    assert outs[1]["stats"]["notes_summarized"] == 8 and outs[1]["digest"]
 
 
 def test_cli_two_folders_with_the_same_note_names(fixture_model, tmp_path):
@@ -255,13 +476,15 @@ def interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_cli_ctrl_c_keeps_finished_notes(fixture_model, tmp_path, app_home):
+@pytest.mark.parametrize("parallel", ["1", "4"])
+def test_cli_ctrl_c_keeps_finished_notes(fixture_model, tmp_path, app_home, parallel):
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(12):
         (folder / f"note{i:02}.md").write_text(f"# Note {i}\n\n" + MEETING)
     proc = subprocess.Popen([ASSISTANT, "summarize", str(folder), "--model", str(fixture_model),
-                             "--max-tokens", "40"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             "--max-tokens", "40", "--parallel", parallel],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=os.environ.copy(),
                             preexec_fn=interruptible)
     cache = app_home / "cache" / "summaries"
@@ -274,7 +497,12 @@ def test_cli_ctrl_c_keeps_finished_notes(fixture_model, tmp_path, app_home):
     assert b"interrupted after" in err and b"of 12 notes" in err
     done = len(list(cache.glob("*/*.json")))
     assert 1 <= done < 12
-    assert b"## note00.md" in out  # what was finished is printed too
+    assert b"Traceback" not in err
+    if parallel == "1":
+        assert b"## note00.md" in out  # what was finished is printed too
+    else:  # notes finish in any order; each one printed is cached, in the input order
+        printed = [line for line in out.split(b"\n") if line.startswith(b"## note")]
+        assert 1 <= len(printed) <= done and printed == sorted(printed)
 
 
 def test_estimate_counts_the_cache_and_learns_the_speed(

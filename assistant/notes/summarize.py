@@ -7,6 +7,11 @@ costs no model tokens, and an edited note costs only itself and the digest.
 
 Before a run, ``Summarizer.estimate`` says what it will cost (tokens and time, from the
 speed this model measured on an earlier run), so that a front end can ask first.
+
+With ``parallel`` above one, independent calls (notes, and the parts of one note) are
+sent at once, at most that many in flight, for an inference server that batches them.
+Only threads that wait on the engine hold a slot; threads that wait on other work never
+do, so a note waiting for its parts cannot starve the parts of their slots.
 """
 
 from __future__ import annotations
@@ -14,15 +19,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 from assistant.config import Settings, paths
 from assistant.errors import UserError
-from assistant.engine import ChatCache, Engine, GenerationOptions, TurnStats
+from assistant.engine import ChatCache, Engine, Generation, GenerationOptions, TurnStats
 from assistant.notes.chunking import chunk_markdown
 from assistant.notes.reader import NOTE_PATTERNS, Note, Skipped, find_notes
 from assistant.prompts import load as load_prompt
@@ -46,6 +53,7 @@ LARGE_RUN_SECONDS = 120
 ASSUMED_DECODE_TPS = 55.0
 ASSUMED_PREFILL_TPS = 500.0
 MIN_MEASURED_TOKENS = 32  # fewer decoded tokens than this say too little about the speed
+MAX_PARALLEL = 32  # requests in flight at most; more only queues them up at the server
 
 
 class SummaryError(Exception):
@@ -62,6 +70,9 @@ class SummaryOptions:
     max_tokens: int | None = None  # longest summary; None: as the length sets it
     # Extra mlx-lm logits processors (scripted output in tests, fixed lengths in benchmarks).
     logits_processors: Sequence[Callable] = ()
+    # Model calls in flight at once. The local engine runs them one at a time anyway; an
+    # inference server that batches requests answers several in the time of about one.
+    parallel: int = 1
 
 
 @dataclass
@@ -175,7 +186,8 @@ class SummaryCache:
     @staticmethod
     def _store(folder: Path, name: str, value) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"{name}.tmp"
+        # Two notes with the same text, summarized side by side, store the same entry.
+        tmp = folder / f"{name}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
         tmp.replace(folder / name)
 
@@ -216,7 +228,9 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
-Progress = Callable[[int, int, float, str], None]  # done, total, model tok/s, current note
+# done, total, model tok/s, the note being summarized (with parallel > 1: the note that
+# just finished, reported from the thread that finished it)
+Progress = Callable[[int, int, float, str], None]
 
 
 class Summarizer:
@@ -224,6 +238,8 @@ class Summarizer:
                  options: SummaryOptions = SummaryOptions(), cache: SummaryCache | None = None):
         if options.length not in LENGTHS:
             raise ValueError(f"length must be one of {', '.join(LENGTHS)}")
+        if not 1 <= options.parallel <= MAX_PARALLEL:
+            raise ValueError(f"parallel must be 1 to {MAX_PARALLEL}")
         self.engine, self.count, self.settings, self.options = engine, count, settings, options
         self.cache = cache or SummaryCache()
         words, self.max_tokens = LENGTHS[options.length]
@@ -231,10 +247,18 @@ class Summarizer:
         self.prompts = {kind: load_prompt(f"summarize_{kind}").replace("{length}", words)
                         for kind in ("chunk", "merge", "digest")}
         # One KV cache per prompt kind: each keeps its instruction prefix between calls.
+        # Calls in flight together must not share one, so with parallel > 1 each call
+        # starts from a fresh cache instead.
         self.caches = {kind: ChatCache() for kind in self.prompts}
         self.cancel_event = threading.Event()
-        self.calls: list[tuple[str, TurnStats]] = []  # every model call of this run, in order
-        self._generation = None
+        # Every model call of this run, in the order they ended (their start order with
+        # parallel = 1).
+        self.calls: list[tuple[str, TurnStats]] = []
+        self._lock = threading.Lock()  # calls, token counts and the generations in flight
+        self._inflight: set[Generation] = set()
+        self._slots = threading.BoundedSemaphore(options.parallel)
+        self._stop = threading.Event()  # a call failed: every other call ends too
+        self._parts: ThreadPoolExecutor | None = None  # the parts of a note, side by side
         self._spent_tokens, self._started = 0, time.perf_counter()
         self.budget = self._budget()
         if self.budget < 2 * MIN_SUMMARY_TOKENS:
@@ -317,30 +341,104 @@ class Summarizer:
 
     def run(self, notes: list[Note], skipped: list[Skipped] = (),
             on_progress: Progress | None = None) -> SummaryRun:
+        """Summaries in the order of ``notes``, then the digest. Interrupted (Ctrl+C or
+        ``cancel``), it returns the notes finished so far, all cached; a failed call
+        raises ``SummaryError`` once every other call has ended."""
         run = SummaryRun(skipped=list(skipped), total=len(notes))
+        self._stop.clear()
         try:
-            for done, note in enumerate(notes):
-                if on_progress:
-                    on_progress(done, len(notes), self._speed(), note.display)
-                run.notes.append(self.summarize_note(note))
-                self._check_cancel()
-            if on_progress:
-                on_progress(len(notes), len(notes), self._speed(), "digest")
-            if run.notes:
-                self._digest(run)
+            if self.options.parallel > 1:
+                self._run_parallel(notes, run, on_progress)
+            else:
+                self._run_sequential(notes, run, on_progress)
         except (KeyboardInterrupt, _Cancelled):
-            if self._generation is not None:
-                self._generation.cancel()
-                self._generation.result()  # let the engine stop before we go on
+            with self._lock:
+                left = list(self._inflight)
+            for generation in left:  # only a sequential run leaves one, on this thread
+                generation.cancel()
+                generation.result()  # let the engine stop before we go on
             run.interrupted = True
         finally:
             self._record_speed()
         return run
 
+    def _run_sequential(self, notes: list[Note], run: SummaryRun,
+                        on_progress: Progress | None) -> None:
+        for done, note in enumerate(notes):
+            if on_progress:
+                on_progress(done, len(notes), self._speed(), note.display)
+            run.notes.append(self.summarize_note(note))
+            self._check_cancel()
+        if on_progress:
+            on_progress(len(notes), len(notes), self._speed(), "digest")
+        if run.notes:
+            self._digest(run)
+
+    def _run_parallel(self, notes: list[Note], run: SummaryRun,
+                      on_progress: Progress | None) -> None:
+        """Notes on one pool, their parts on another, the engine calls bounded by the slots.
+        This thread only waits, so Ctrl+C reaches it there, and it ends every call and
+        every thread before it returns or raises."""
+        total, finished = len(notes), {}
+        reported = threading.Lock()  # one progress report at a time, counts in order
+
+        def one(index: int, note: Note) -> None:
+            self._check_cancel()  # a cached note would not reach a model call to see it
+            summary = self.summarize_note(note)
+            with reported:
+                finished[index] = summary
+                if on_progress:
+                    on_progress(len(finished), total, self._speed(), note.display)
+
+        width = self.options.parallel
+        notes_pool = ThreadPoolExecutor(width, thread_name_prefix="summarize-note")
+        self._parts = ThreadPoolExecutor(width, thread_name_prefix="summarize-part")
+        try:
+            if on_progress:
+                on_progress(0, total, 0.0, notes[0].display if notes else "")
+            self._settle([notes_pool.submit(one, i, note) for i, note in enumerate(notes)])
+            run.notes = [finished[i] for i in range(total)]
+            if on_progress:
+                on_progress(total, total, self._speed(), "digest")
+            if run.notes:
+                self._settle([notes_pool.submit(self._digest, run)])
+        except BaseException:
+            self._halt()
+            raise
+        finally:
+            _join(notes_pool)  # notes first: they wait on parts
+            _join(self._parts)
+            self._parts = None
+            if not run.notes:
+                run.notes = [finished[i] for i in sorted(finished)]
+
+    def _settle(self, futures: list[Future]) -> None:
+        """Wait for every future, then raise the first failure, a failed call before a
+        cancelled one (the cancellations are what the failure caused)."""
+        wait(futures)
+        failures = [f.exception() for f in futures if f.exception() is not None]
+        if failures:
+            raise next((e for e in failures if not isinstance(e, _Cancelled)), failures[0])
+
+    def _map(self, fn: Callable[[_T], str], items: list[_T]) -> list[str]:
+        """``fn`` over ``items``: one after another, or side by side on the parts pool in a
+        parallel run (the calling thread then waits, holding no slot)."""
+        if self._parts is None or len(items) < 2:
+            return [fn(item) for item in items]
+        futures = [self._parts.submit(fn, item) for item in items]
+        self._settle(futures)
+        return [f.result() for f in futures]
+
     def cancel(self) -> None:
+        """End the run: every call in flight is cancelled, finished notes stay cached."""
         self.cancel_event.set()
-        if self._generation is not None:
-            self._generation.cancel()
+        self._halt()
+
+    def _halt(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for generation in self._inflight:
+                generation.cancel()
 
     def summarize_note(self, note: Note) -> NoteSummary:
         tokens = self._note_tokens(note)
@@ -355,12 +453,14 @@ class Summarizer:
                              warning=note.encoding_warning)
         chunks = chunk_markdown(note.text, self.budget, self.count)
         result.chunks = len(chunks)
-        summaries = []
-        for i, chunk in enumerate(chunks):
+
+        def part(numbered: tuple[int, str]) -> str:
+            i, chunk = numbered
             label = note.display if len(chunks) == 1 else \
                 f"{note.display} (part {i + 1} of {len(chunks)})"
-            summaries.append(self._ask("chunk", f"File: {label}\n\n{chunk}", result,
-                                       self._cap(chunk)))
+            return self._ask("chunk", f"File: {label}\n\n{chunk}", result, self._cap(chunk))
+
+        summaries = self._map(part, list(enumerate(chunks)))
         result.summary = summaries[0] if len(summaries) == 1 else self._reduce(
             "merge", [f"Part {i + 1}:\n{s}" for i, s in enumerate(summaries)], result)
         self.cache.put(key, {"summary": result.summary, "chunks": result.chunks})
@@ -396,9 +496,9 @@ class Summarizer:
             groups.append(current)
             if len(groups) == len(parts) > 1:  # no group holds two parts: pair them anyway
                 groups = [parts[i:i + 2] for i in range(0, len(parts), 2)]
-            outputs = [self._ask(kind, "\n\n".join(g), spent,
-                                 self.max_tokens * (2 if kind == "digest" else 1))
-                       for g in groups]
+            outputs = self._map(lambda g: self._ask(
+                kind, "\n\n".join(g), spent, self.max_tokens * (2 if kind == "digest" else 1)),
+                groups)
             if len(outputs) == 1:
                 return outputs[0]
             parts = outputs
@@ -418,22 +518,36 @@ class Summarizer:
             logits_processors=self.options.logits_processors)
         messages = [{"role": "system", "content": self.prompts[kind]},
                     {"role": "user", "content": text}]
-        self._generation = self.engine.generate(messages, options, self.caches[kind])
-        result = self._generation.result()
-        self._generation = None
+        chat = self.caches[kind] if self.options.parallel == 1 else None
+        with self._slots:
+            self._check_cancel()  # the run may have ended while this call waited for a slot
+            with self._lock:
+                generation = self.engine.generate(messages, options, chat)
+                self._inflight.add(generation)
+                if self._halted():  # cancelled between the check and the add
+                    generation.cancel()
+            result = generation.result()
+            # Left in the set if Ctrl+C ends the wait above: run() then waits for the end.
+            with self._lock:
+                self._inflight.discard(generation)
         if result.error:
+            self._halt()
             raise SummaryError(result.error.error)
         if result.finish_reason == "cancelled":
             raise _Cancelled
         stats = result.stats
-        self.calls.append((kind, stats))
-        spent.prefill_tokens += stats.prefilled_tokens
-        spent.decode_tokens += stats.generated_tokens
-        self._spent_tokens += stats.generated_tokens
+        with self._lock:
+            self.calls.append((kind, stats))
+            spent.prefill_tokens += stats.prefilled_tokens
+            spent.decode_tokens += stats.generated_tokens
+            self._spent_tokens += stats.generated_tokens
         return result.text
 
+    def _halted(self) -> bool:
+        return self.cancel_event.is_set() or self._stop.is_set()
+
     def _check_cancel(self) -> None:
-        if self.cancel_event.is_set():
+        if self._halted():
             raise _Cancelled
 
     def _speed(self) -> float:
@@ -443,6 +557,20 @@ class Summarizer:
 
 class _Cancelled(Exception):
     pass
+
+
+_T = TypeVar("_T")
+
+
+def _join(pool: ThreadPoolExecutor) -> None:
+    """Wait for every thread of ``pool``; queued work not started is dropped. A second
+    Ctrl+C while waiting must not leave threads running behind a traceback."""
+    while True:
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def summarize(engine: Engine, note_paths: list[Path], *, count: Callable[[str], int],
