@@ -182,16 +182,23 @@ def test_cancel_closes_the_stream_at_once(server):
         assert result.error is None  # the server is still there for the next request
 
 
-def test_summarize_over_the_server(server, tmp_path):
+def test_summarize_in_parallel_over_the_server(server, tmp_path):
     server.script("A short summary.")
     notes = tmp_path / "notes"
     notes.mkdir()
-    for name in ("a.md", "b.md", "c.md"):
+    names = [f"{c}.md" for c in "abcdef"]
+    for name in names:
         (notes / name).write_text(f"# {name}\n\nSome text about {name}.\n")
-    result = run("summarize", "--model", server.url, str(notes))
+    result = run("summarize", "--model", server.url, "--parallel", "4", "--format", "json",
+                 str(notes))
     assert result.returncode == 0, result.stderr
-    text = result.stdout.decode()
-    assert text.count("A short summary.") >= 4  # three notes and the digest
+    out = json.loads(result.stdout)
+    assert [n["display"] for n in out["notes"]] == names  # the notes' order, not the finish
+    assert all(n["summary"] == "A short summary." for n in out["notes"])
+    assert out["digest"] == "A short summary." and out["stats"]["notes_summarized"] == 6
+    again = json.loads(run("summarize", "--model", server.url, "--parallel", "4", "--format",
+                           "json", str(notes)).stdout)
+    assert again["stats"]["notes_from_cache"] == 6 and again["stats"]["digest_from_cache"]
 
 
 # -- faults -------------------------------------------------------------------------------
