@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -255,10 +255,6 @@ class Engine:
             mx.clear_streams()
 
     def _load(self) -> None:
-        # The counter's tables (a quarter of a second) are read while the weights load.
-        counting = ThreadPoolExecutor(1, thread_name_prefix="token-tables")
-        counter = counting.submit(_token_counter, self.model_path)
-        counting.shutdown(wait=False)
         try:
             adapter = read_adapter(self.adapter_path) if self.adapter_path else None
             if adapter is not None:
@@ -273,7 +269,7 @@ class Engine:
                     raise ModelError(describe_load_error(adapter, exc)) from None
                 self.model.eval()
                 self.adapter = adapter
-            self.prompts = PromptEncoder(self.tokenizer, counter.result())
+            self.prompts = PromptEncoder(self.tokenizer, _token_counter(self.model_path))
             self._grammars = Grammars(self.prompts.counter, config.get("vocab_size") or
                                       len(self.tokenizer.get_vocab()))
             window = config.get("max_position_embeddings") or self._context_limit
