@@ -220,6 +220,8 @@ def _call(args, servers) -> int:
     with closing(start_host(chosen)) as host:
         state = host.servers[args.server]
         if state.status != "ready":
+            if (state.error or "").startswith("MCP server "):  # already the whole line
+                raise UserError(state.error)
             raise UserError(f"MCP server {args.server!r} is {state.status}: {state.error}")
         if args.tool not in {t.name for t in state.tools}:
             names = ", ".join(t.name for t in state.tools)

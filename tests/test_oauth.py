@@ -118,3 +118,20 @@ def test_login_to_a_local_server_is_refused(app_home):
     assert result.returncode != 0
     assert "only remote (url) servers log in" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ask_without_a_login_says_so_in_one_line(app_home, guarded, fixture_model, tmp_path):
+    """``ask`` goes on without the server, says the one line and never starts a browser
+    flow (no registration or tokens appear)."""
+    write_config(app_home, {"guarded": {"url": guarded()}},
+                 f'notes_dir = "{tmp_path / "n"}"\n')
+    result = run("ask", "--model", str(fixture_model), "--max-tokens", "3", "--json", "hi")
+    assert result.returncode == 0, result.stderr
+    line = "MCP server 'guarded' needs you to log in: run assistant tools login guarded"
+    about = [l for l in result.stderr.splitlines() if "guarded" in l]
+    assert len(about) == 1 and about[0].endswith(f": {line}"), about
+    assert "Open this URL" not in result.stdout + result.stderr
+    assert not token_path(app_home).exists()
+    called = run("tools", "call", "guarded", "secret")
+    assert called.returncode != 0
+    assert called.stderr.strip() == f"assistant: {line}"
