@@ -135,3 +135,19 @@ def test_ask_without_a_login_says_so_in_one_line(app_home, guarded, fixture_mode
     called = run("tools", "call", "guarded", "secret")
     assert called.returncode != 0
     assert called.stderr.strip() == f"assistant: {line}"
+
+
+def test_token_refused_before_its_time_is_refreshed(app_home, guarded):
+    """A stored token with no known expiry that the server no longer takes (401) is
+    refreshed once and the call goes on, instead of asking for a login."""
+    write_config(app_home, {"guarded": {"url": guarded(lifetime=1)}})
+    assert login(app_home).returncode == 0
+    path = token_path(app_home)
+    stored = json.loads(path.read_text())
+    assert stored["as_metadata"]["token_endpoint"].endswith("/token")
+    stored["expires_at"] = None  # as for a token issued without expires_in
+    path.write_text(json.dumps(stored))
+    time.sleep(2)  # not a timed assertion: the server's token runs out
+    called = run("tools", "call", "guarded", "refreshes")
+    assert called.returncode == 0, called.stderr
+    assert int(called.stdout.strip().splitlines()[-1]) >= 1

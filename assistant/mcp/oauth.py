@@ -23,7 +23,8 @@ from urllib.parse import parse_qs, urlparse
 
 from mcp.client.auth import OAuthClientProvider
 from mcp.shared.auth import (AuthorizationCodeResult, OAuthClientInformationFull,
-                             OAuthClientMetadata, OAuthToken)
+                             OAuthClientMetadata, OAuthMetadata, OAuthToken,
+                             ProtectedResourceMetadata)
 
 from assistant.config import paths
 
@@ -102,6 +103,32 @@ class FileTokenStorage:
         data["client"] = client_info.model_dump(mode="json", exclude_none=True)
         self._write(data)
 
+    def remember_servers(self, context) -> None:
+        """Keep what discovery found at login (the authorization server's metadata and
+        the resource's), so that a later run refreshes at the real token endpoint with
+        the right resource indicator, not a guess from the MCP server's origin."""
+        data = self._read()
+        for key, value in (("as_metadata", context.oauth_metadata),
+                           ("resource_metadata", context.protected_resource_metadata)):
+            if value is not None:
+                data[key] = value.model_dump(mode="json", exclude_none=True)
+        if context.auth_server_url:
+            data["auth_server_url"] = context.auth_server_url
+        self._write(data)
+
+    def restore_servers(self, context) -> None:
+        data = self._read()
+        try:
+            if data.get("as_metadata"):
+                context.oauth_metadata = OAuthMetadata.model_validate(data["as_metadata"])
+            if data.get("resource_metadata"):
+                context.protected_resource_metadata = ProtectedResourceMetadata.model_validate(
+                    data["resource_metadata"])
+        except ValueError:  # a broken record: discovery runs again on the next 401
+            context.oauth_metadata = context.protected_resource_metadata = None
+        if isinstance(data.get("auth_server_url"), str):
+            context.auth_server_url = data["auth_server_url"]
+
     def forget(self) -> bool:
         try:
             self.path.unlink()
@@ -124,6 +151,7 @@ class Provider(OAuthClientProvider):
         await super()._initialize()
         if self.context.current_tokens is not None:
             self.context.token_expiry_time = self.context.storage.expires_at()
+            self.context.storage.restore_servers(self.context)
 
     async def _auth_flow(self, request):
         flow = super()._auth_flow(request)
@@ -133,6 +161,18 @@ class Provider(OAuthClientProvider):
                 response = yield outgoing
                 if (not self.interactive and outgoing is request
                         and response.status_code == 401):
+                    await flow.aclose()  # before it registers or redirects
+                    # A token refused before its time (revoked, or one whose expiry was
+                    # never said) may still be refreshed: try that once, then again.
+                    if self.context.can_refresh_token():
+                        async with self.context.lock:
+                            answer = yield await self._refresh_token()
+                            refreshed = await self._handle_refresh_response(answer)
+                        if refreshed:
+                            self._add_auth_header(request)
+                            response = yield request
+                            if response.status_code != 401:
+                                return
                     self.login_needed = True
                     raise LoginNeeded(login_line(self.server_name))
                 outgoing = await flow.asend(response)
@@ -247,6 +287,7 @@ async def login(config, open_browser: bool = True, say=print) -> None:
                 pass
         if await storage.get_tokens() is None:
             raise LoginFailed("the server did not ask for a login; nothing was stored")
+        storage.remember_servers(auth.context)
     finally:
         loopback.close()
 
