@@ -50,7 +50,14 @@ def add_parser(commands) -> None:
     revoke = sub.add_parser("revoke", help="forget stored choices for a server or one tool")
     revoke.add_argument("server")
     revoke.add_argument("tool", nargs="?")
-    for p in (list_, sub.choices["test"], call, resources, read, prompts, prompt):
+    login = sub.add_parser("login", help="log in to a remote server that uses OAuth "
+                           "(opens the browser; tokens are kept in the config dir)")
+    login.add_argument("server")
+    login.add_argument("--no-browser", action="store_true",
+                       help="print the login URL only, do not open a browser")
+    logout = sub.add_parser("logout", help="forget a remote server's OAuth tokens")
+    logout.add_argument("server")
+    for p in (list_, sub.choices["test"], call, resources, read, prompts, prompt, login):
         p.add_argument("--mcp-config", type=Path, help=f"server config (default {config_file()})")
 
 
@@ -65,9 +72,13 @@ def run(args, settings) -> int:
         return _approvals()
     if command == "revoke":
         return _revoke(args)
+    if command == "logout":
+        return _logout(args)
     servers, problems = configured_servers(settings, args.mcp_config)
     for line in problems:
         print(f"assistant: {line}", file=sys.stderr)
+    if command == "login":
+        return _login(args, servers)
     if command == "call":
         return _call(args, servers)
     if command in ("resources", "read", "prompts", "prompt"):
@@ -108,6 +119,42 @@ def run(args, settings) -> int:
             print(f"    {t.name:<22}{hint:<13}{t.description.splitlines()[0] if t.description else ''}"[:100])
     total = sum(costs.values())
     print(f"\ntool definitions: {total:,} tokens in every prompt that offers them all")
+    return 0
+
+
+def _login(args, servers) -> int:
+    """The browser flow for one remote server; the only place one ever starts."""
+    import asyncio
+
+    from assistant.mcp import oauth
+
+    config = next((s for s in servers if s.name == args.server), None)
+    if config is None:
+        raise UserError(f"no MCP server named '{args.server}' (see assistant tools list)")
+    if not config.url:
+        raise UserError(f"MCP server '{config.name}' runs on this machine (stdio); "
+                        "only remote (url) servers log in")
+    try:
+        asyncio.run(oauth.login(config, open_browser=not args.no_browser))
+    except KeyboardInterrupt:
+        raise UserError("login cancelled") from None
+    except Exception as exc:  # the SDK's flow errors, a refused registration, no network
+        from assistant.mcp.session import first_line
+
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]
+        raise UserError(f"could not log in to '{config.name}': {first_line(exc)}") from None
+    print(f"logged in to '{config.name}'; tokens kept in {oauth.token_file(config.name)}")
+    return 0
+
+
+def _logout(args) -> int:
+    from assistant.mcp import oauth
+
+    if oauth.FileTokenStorage(args.server).forget():
+        print(f"logged out of '{args.server}': its tokens are forgotten")
+    else:
+        print(f"no stored login for '{args.server}'")
     return 0
 
 
@@ -173,6 +220,8 @@ def _call(args, servers) -> int:
     with closing(start_host(chosen)) as host:
         state = host.servers[args.server]
         if state.status != "ready":
+            if (state.error or "").startswith("MCP server "):  # already the whole line
+                raise UserError(state.error)
             raise UserError(f"MCP server {args.server!r} is {state.status}: {state.error}")
         if args.tool not in {t.name for t in state.tools}:
             names = ", ".join(t.name for t in state.tools)

@@ -65,5 +65,9 @@ def server_problems(host: McpHost, skip: set[str] = frozenset()) -> list[str]:
     for state in host.servers.values():
         if state.status == "failed" and state.config.name not in skip:
             where = f" (log: {state.log_file})" if state.log_file else ""
-            lines.append(f"MCP server {state.config.name!r} did not start: {state.error}{where}")
+            if (state.error or "").startswith("MCP server "):  # already the whole line
+                lines.append(state.error)
+            else:
+                lines.append(f"MCP server {state.config.name!r} did not start: "
+                             f"{state.error}{where}")
     return lines

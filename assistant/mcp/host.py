@@ -72,6 +72,7 @@ class ServerState:
     client: object | None = field(default=None, repr=False)  # mcp.Client, once ready
     stop: asyncio.Event | None = field(default=None, repr=False)
     io: object | None = field(default=None, repr=False)  # stdio.ServerIO
+    auth: object | None = field(default=None, repr=False)  # oauth.Provider, remote only
     # Set once the start is over, whatever its outcome: one for threads, one for the loop.
     settled: threading.Event = field(default_factory=threading.Event, repr=False)
     started: asyncio.Event = field(default_factory=asyncio.Event, repr=False)

@@ -54,9 +54,17 @@ async def connect(state, stack: AsyncExitStack, log_dir: Path, startup_timeout: 
     async def on_elicit(context, params) -> types.ElicitResult:
         return await _elicit(state, host, params)
 
-    return await stack.enter_async_context(Client(
-        _target(state, stack, log_dir), read_timeout_seconds=startup_timeout,
-        client_info=CLIENT_INFO, message_handler=on_message, elicitation_callback=on_elicit))
+    client = Client(_target(state, stack, log_dir), read_timeout_seconds=startup_timeout,
+                    client_info=CLIENT_INFO, message_handler=on_message,
+                    elicitation_callback=on_elicit)
+    try:
+        return await stack.enter_async_context(client)
+    except BaseException:
+        if getattr(getattr(state, "auth", None), "login_needed", False):
+            from assistant.mcp.oauth import login_line
+
+            raise StartError(login_line(state.config.name)) from None
+        raise
 
 
 async def follow_tool_changes(state) -> None:
@@ -114,7 +122,7 @@ async def _elicit(state, host, params) -> types.ElicitResult:
 def _target(state, stack: AsyncExitStack, log_dir: Path):
     config: ServerConfig = state.config
     if config.url:
-        http = create_mcp_http_client(headers=config.headers or None)
+        http = create_mcp_http_client(headers=config.headers or None, auth=_auth(state))
         stack.push_async_callback(http.aclose)
         return streamable_http_client(config.url, http_client=http)
     state.log_file = log_dir / f"mcp-{config.name}.log"
@@ -134,6 +142,18 @@ def _target(state, stack: AsyncExitStack, log_dir: Path):
     params = StdioServerParameters(command=config.command, args=list(config.args),
                                    env=config.env or None, cwd=config.cwd)
     return stdio_transport(params, state.io)
+
+
+def _auth(state):
+    """The OAuth provider for a remote server, unless its config sends its own
+    Authorization header (an API key): stored tokens, refreshed, never a browser."""
+    headers = {k.lower() for k in (state.config.headers or {})}
+    if "authorization" in headers:
+        return None
+    from assistant.mcp.oauth import provider
+
+    state.auth = provider(state.config)
+    return state.auth
 
 
 async def list_tools(client: Client, server: str, refresh: bool = False) -> list[ToolInfo]:
