@@ -27,6 +27,8 @@ class LayoutEngine:
 
     model_path = Path("Qwen3-0.6B-4bit")
     context_window = 32768
+    local = True  # create_app names a local engine by its model_path
+    label = "Qwen3-0.6B-4bit"  # the status bar's name for it
 
     def wait_loaded(self, timeout=None) -> bool:
         return True
