@@ -192,12 +192,13 @@ class FormScreen(ModalScreen):
                 yield Static(self.about, markup=False, classes="muted")
             with VerticalScroll(classes="arguments"):
                 for index, f in enumerate(self.fields):
-                    yield Label(f"{f.name}{' *' if f.required else ''}", markup=False)
+                    yield Label(f"{f.name}{' *' if f.required else ''}", markup=False,
+                                classes="field-label" + (" first" if not index else ""))
                     if f.description:
                         yield Static(f.description, markup=False, classes="muted")
                     suggester = (SuggestFromList(f.suggestions, case_sensitive=False)
                                  if f.suggestions else None)
-                    yield Input(id=f"form-{index}", suggester=suggester,
+                    yield Input(id=f"form-{index}", suggester=suggester, compact=True,
                                 placeholder="required" if f.required else "optional")
                     if f.suggestions:
                         more = ", …" if len(f.suggestions) > 6 else ""

@@ -103,7 +103,7 @@ class ResourcesAndPrompts:
 
         self.push_screen(PickerScreen("Attach a resource", resource_choices(resources),
                                       empty="No resources on the running servers.",
-                                      widths=(10, 14, 34, 14)), picked)
+                                      widths=(9, 10, 30, 10)), picked)
 
     async def attach(self, server: str, uri: str) -> Attachment | None:
         """Read the resource and show it as a chip; it goes with the next message."""
@@ -195,7 +195,7 @@ class ResourcesAndPrompts:
 
         self.push_screen(PickerScreen("Commands and prompts", command_choices(prompts),
                                       query="", empty="No command or prompt matches.",
-                                      widths=(16, 10, 50)), picked)
+                                      widths=(14, 9, 40)), picked)
 
     async def use_prompt(self, prompt, values: dict[str, str] | None = None) -> None:
         """A prompt without arguments runs at once; with some, the form asks first."""
