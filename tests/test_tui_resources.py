@@ -5,14 +5,16 @@ Pilot over the real engine with scripted output and tests/servers/library.py ove
 from __future__ import annotations
 
 import pytest
-from mcp_helpers import library
-from scripted import Script
+from mcp_helpers import features, library
+from scripted import Rounds, Script
 from test_tui import app_for, running, until
+from test_turn import call
 
 from assistant.chat.store import ChatStore
+from assistant.mcp.approval import ApprovalStore
 from assistant.cli_resources import attachment
 from assistant.tui.mcp_screens import FormScreen, PickerScreen
-from assistant.tui.widgets import AttachmentChip, UserMessage
+from assistant.tui.widgets import AttachmentChip, ToolCard, UserMessage
 
 pytestmark = pytest.mark.asyncio
 
@@ -171,3 +173,25 @@ async def test_a_prompt_without_arguments_runs_at_once(engine, hf_tokenizer):
         await turn_done(pilot)
         assert ChatStore().history(app.chat_id)[0] == {"role": "user",
                                                        "content": "Say hello to the reader."}
+
+
+async def test_a_tool_cards_resource_link_can_be_attached(engine, hf_tokenizer):
+    ApprovalStore().set("features", "map_picture", "always")
+    app = app_for(engine, Rounds(hf_tokenizer, call("map_picture"), "Here it is.",
+                                 "North of the mill."), servers=[features()])
+    async with running(app) as pilot:
+        app.input.text = "Show me the map"
+        await pilot.press("enter")
+        await turn_done(pilot)
+        card = list(app.query(ToolCard))[-1]
+        await until(pilot, lambda: card.query("#attach-links"))
+        assert str(card.query_one("#attach-links").label) == "Attach the linked resource"
+        await pilot.click("#attach-links")
+        await until(pilot, lambda: chips(app) == ["features:library://maps/full"])
+        await pilot.press(*"Where is the river?", "enter")
+        await until(pilot, lambda: len(ChatStore().history(app.chat_id)) > 3 and not app.busy)
+        await app.workers.wait_for_complete()
+        asked = [m for m in ChatStore().history(app.chat_id) if m["role"] == "user"][-1]
+        assert asked["content"] == attachment(
+            "features:library://maps/full",
+            "The full map: the river runs north of the mill.") + "\n\nWhere is the river?"

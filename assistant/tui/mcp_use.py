@@ -125,6 +125,11 @@ class ResourcesAndPrompts:
         self.input.focus()
         return attachment
 
+    async def on_tool_card_attach_links(self, event) -> None:
+        """The resources a tool's result links to, read from that tool's server."""
+        for uri in event.uris:
+            await self.attach(event.server, uri)
+
     async def on_attachment_chip_removed(self, event) -> None:
         self.attachments = [a for a in self.attachments if a.ref != event.ref]
         await self._show_chips()

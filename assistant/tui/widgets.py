@@ -110,7 +110,8 @@ class Reasoning(Collapsible):
 
 
 class ToolCard(Vertical):
-    """One tool call: server, tool, arguments, state, duration; the result folded."""
+    """One tool call: server, tool, arguments, state, duration; the result folded. A
+    result that links to resources offers to attach them to the next message."""
 
     ICONS = {"pending": "?", "running": "…", "ok": "✓", "error": "✗", "denied": "⊘",
              "skipped": "–", "stopped": "⏹"}
@@ -144,6 +145,31 @@ class ToolCard(Vertical):
         self.fold.display = bool(body)
         self.result.update(body)
         self.set_class(call.status in ("error", "denied", "stopped"), "failed")
+        self._offer_links(call)
+
+    @dataclass
+    class AttachLinks(Message):
+        server: str
+        uris: list[str]
+
+    def _offer_links(self, call) -> None:
+        """A finished call whose result links to resources offers to attach them."""
+        if self.query("#attach-links") or call.status != "ok" or not call.server \
+                or not call.result:
+            return
+        from assistant.cli_mcp import resource_links
+
+        self.links = [uri for _, uri in resource_links(call.result)]
+        if self.links:
+            count = len(self.links)
+            label = "Attach the linked resource" if count == 1 else \
+                f"Attach the {count} linked resources"
+            self.mount(Button(label, id="attach-links", compact=True), after=self.header)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "attach-links":
+            event.stop()
+            self.post_message(self.AttachLinks(self.call.server, list(self.links)))
 
 
 class AssistantMessage(Vertical):
