@@ -195,3 +195,24 @@ async def test_a_tool_cards_resource_link_can_be_attached(engine, hf_tokenizer):
         assert asked["content"] == attachment(
             "features:library://maps/full",
             "The full map: the river runs north of the mill.") + "\n\nWhere is the river?"
+
+
+async def test_the_tools_screen_and_the_palette_open_the_pickers(engine, hf_tokenizer):
+    from assistant.tui.screens import ToolsScreen
+
+    app = app_for(engine, Script(hf_tokenizer, "Ok."), servers=[library()])
+    async with running(app) as pilot:
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: isinstance(app.screen, ToolsScreen))
+        await pilot.press("a")
+        screen = await picker(pilot)
+        assert {c.columns[2] for c in screen.shown} >= {"library://readme",
+                                                         "library://shelf/{name}"}
+        await pilot.press("escape")  # from the tools screen nothing is typed back
+        await until(pilot, lambda: not isinstance(app.screen, PickerScreen))
+        assert app.input.text == ""
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Attach a resource", "Use a prompt"} <= titles
+        await app.action_use_prompt()
+        screen = await picker(pilot)
+        assert "/poem" in [c.columns[0] for c in screen.shown]

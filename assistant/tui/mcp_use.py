@@ -61,7 +61,7 @@ class ResourcesAndPrompts:
         if event.key == "@":
             await self.pick_resource(typed="@")
         else:
-            await self.pick_command()
+            await self.pick_command(typed="/")
 
     def _type_back(self, text: str) -> None:
         """A picker left with nothing: the key is typed after all."""
@@ -185,12 +185,13 @@ class ResourcesAndPrompts:
 
     # -- commands and prompts -----------------------------------------------------------
 
-    async def pick_command(self) -> None:
+    async def pick_command(self, typed: str = "") -> None:
         prompts = await self._off_thread(self._listed, "prompts", title="Prompts") or []
 
         async def picked(choice) -> None:
             if choice is None:
-                self._type_back("/")
+                if typed:
+                    self._type_back(typed)
                 return
             kind, value = choice
             if kind == "builtin":
