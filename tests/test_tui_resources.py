@@ -216,3 +216,31 @@ async def test_the_tools_screen_and_the_palette_open_the_pickers(engine, hf_toke
         await app.action_use_prompt()
         screen = await picker(pilot)
         assert "/poem" in [c.columns[0] for c in screen.shown]
+
+
+async def test_markup_in_a_servers_names_stays_text(engine, hf_tokenizer):
+    """Names and URIs come from servers: markup in them is shown, never obeyed, in the
+    picker and on a chip; Delete on a focused chip takes it off."""
+    from assistant.mcp.toolinfo import ResourceInfo
+    from assistant.tui.mcp_screens import resource_choices
+    from assistant.tui.mcp_use import Attachment
+
+    evil = "x://[@click=app.quit]/[b]"
+    app = app_for(engine, Script(hf_tokenizer, "Ok."))
+    async with running(app) as pilot:
+        app.push_screen(PickerScreen("Attach a resource", resource_choices(
+            [ResourceInfo("evil", evil, "[bold red]name[/]", "", None, None)]),
+            widths=(9, 20, 30)))
+        screen = await picker(pilot)
+        row = str(screen.query_one("#picker-list").get_option_at_index(0).prompt)
+        assert "[bold red]name[/]" in row and "[@click=app.quit]" in row
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, PickerScreen))
+        assert app.is_running
+        app.attachments = [Attachment("evil", evil, "text", 1)]
+        await app._show_chips()
+        chip = app.query_one(AttachmentChip)
+        assert str(chip.label) == f"evil:{evil} · 1 tokens ×"
+        chip.focus()
+        await pilot.press("delete")
+        await until(pilot, lambda: chips(app) == [] and app.attachments == [])
