@@ -297,18 +297,6 @@ def _mcp_messages(args, host, prompt: str | None) -> tuple[list[dict], list[tupl
     return messages, attached
 
 
-def _check_fits(engine, counter, messages: list[dict], attached) -> None:
-    """Attached text counts against the context window: say so in one line when the
-    prompt cannot fit, before any generation."""
-    total = sum(counter.count(m["content"]) for m in messages)
-    if total < engine.context_window:
-        return
-    sizes = ", ".join(f"{ref} {counter.count(text):,} tokens" for ref, text in attached)
-    raise UserError(f"the attached text does not fit: the prompt is {total:,} tokens "
-                    f"({sizes}) for a {engine.context_window:,}-token context window; attach "
-                    "less or raise context_limit in the settings")
-
-
 def _configured_servers(settings, mcp_config):
     from assistant.chat.tooling import configured_servers
 
@@ -358,7 +346,9 @@ def _answer(args, settings, prompt: str, host) -> int:
         else:
             messages += mcp_messages
         if attached:
-            _check_fits(engine, engine.counter, messages, attached)
+            from assistant.cli_resources import check_fits
+
+            check_fits(engine, engine.counter, messages, attached)
         printer = _Printer(args.json, args.show_thinking)
         # One turn, then the process ends: prefill only between tool rounds.
         turn = Turn(engine, messages, options, chat=ChatCache(), observer=printer, tools=tools,

@@ -46,18 +46,26 @@ class ProgressLine:
                 self.shown = False
 
 
+def resource_links(result: str, limit: int = 20) -> list[tuple[str, str]]:
+    """The resource links a tool's result shows (``[resource: URI (…)]`` lines), as
+    (line, URI), at most ``limit`` of them from its first thousand lines."""
+    links = []
+    for text in result.splitlines()[:1000]:
+        if text.startswith("[resource: ") and text.endswith("]"):
+            uri = text[len("[resource: "):].split(" ", 1)[0].rstrip("]")
+            links.append((text, uri))
+            if len(links) == limit:
+                break
+    return links
+
+
 def link_lines(server: str | None, result: str) -> list[str]:
     """For each resource link in a tool's result, a line that shows it and how to read it
     into the next question (``ask --attach SERVER:URI``)."""
-    lines = []
-    for text in result.splitlines()[:1000]:
-        if text.startswith("[resource: ") and text.endswith("]") and server:
-            uri = text[len("[resource: "):].split(" ", 1)[0].rstrip("]")
-            lines.append(_printable_line(f"[tool]   {text[1:-1]}; attach it with "
-                                         f"--attach {server}:{uri}"))
-        if len(lines) == 20:
-            break
-    return lines
+    if not server:
+        return []
+    return [_printable_line(f"[tool]   {text[1:-1]}; attach it with --attach {server}:{uri}")
+            for text, uri in resource_links(result)]
 
 
 def _printable_line(text: str) -> str:

@@ -62,6 +62,18 @@ def attachment(ref: str, text: str) -> str:
     return f"<resource uri={json.dumps(ref, ensure_ascii=False)}>\n{inner}\n</resource>"
 
 
+def check_fits(engine, counter, messages: list[dict], attached) -> None:
+    """Attached text counts against the context window: say so in one line when the
+    prompt cannot fit, before any generation. The chat app asks the same before sending."""
+    total = sum(counter.count(m["content"]) for m in messages)
+    if total < engine.context_window:
+        return
+    sizes = ", ".join(f"{ref} {counter.count(text):,} tokens" for ref, text in attached)
+    raise UserError(f"the attached text does not fit: the prompt is {total:,} tokens "
+                    f"({sizes}) for a {engine.context_window:,}-token context window; attach "
+                    "less or raise context_limit in the settings")
+
+
 def _shown(text: str) -> str:
     """On a terminal, a server's text must not move the cursor or rewrite the screen:
     control characters are shown, not obeyed. Piped, it passes as it is."""

@@ -46,3 +46,8 @@ def features(name: str = "features", timeout: float = 30.0) -> ServerConfig:
     to the user and a tool list that changes."""
     return ServerConfig(name, command=sys.executable, args=(str(SERVERS / "features.py"),),
                         timeout=timeout)
+
+
+def library(name: str = "library") -> ServerConfig:
+    """tests/servers/library.py: resources (text, binary, too big), a template, prompts."""
+    return ServerConfig(name, command=sys.executable, args=(str(SERVERS / "library.py"),))

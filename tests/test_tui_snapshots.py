@@ -27,6 +27,8 @@ class LayoutEngine:
 
     model_path = Path("Qwen3-0.6B-4bit")
     context_window = 32768
+    local = True  # create_app names a local engine by its model_path
+    label = "Qwen3-0.6B-4bit"  # the status bar's name for it
 
     def wait_loaded(self, timeout=None) -> bool:
         return True
@@ -115,3 +117,46 @@ def test_model_missing_panel(snap_compare):
         assert snap_compare(app, run_before=run_before)
     finally:
         app.close_backends()
+
+
+def test_resource_picker(snap_compare, app):
+    from assistant.mcp.toolinfo import ResourceInfo
+    from assistant.tui.mcp_screens import PickerScreen, resource_choices
+
+    resources = [
+        ResourceInfo("library", "library://readme", "readme", "What the library holds",
+                     "text/plain", None),
+        ResourceInfo("library", "library://logo.png", "logo", "The library's logo",
+                     "image/png", 1032),
+        ResourceInfo("library", "library://shelf/{name}", "shelf", "One shelf's books",
+                     "text/plain", None, template=True),
+        ResourceInfo("notes", "notes:///{+path}", "note", "A note by its path", None, None,
+                     template=True),
+    ]
+
+    async def run_before(pilot):
+        await settle(pilot)
+        pilot.app.push_screen(PickerScreen("Attach a resource", resource_choices(resources),
+                                           widths=(9, 10, 30, 10)))
+        await pilot.pause()
+        await pilot.press(*"lib")
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=run_before)
+
+
+def test_prompt_form(snap_compare, app):
+    from assistant.tui.mcp_screens import Field, FormScreen
+
+    fields = [Field("topic", "What the poem is about", True, ("rain", "the sea")),
+              Field("style", "", False, ("haiku", "limerick", "sonnet"))]
+
+    async def run_before(pilot):
+        await settle(pilot)
+        pilot.app.push_screen(FormScreen("library: /poem", fields,
+                                         "Ask for a poem about a topic"))
+        await pilot.pause()
+        await pilot.press(*"ra")  # the server's suggestion completes inline
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=run_before)

@@ -30,10 +30,12 @@ from textual.widgets import Footer, ListView
 
 from assistant.chat.store import DEFAULT_TITLE, ChatStore, StoreError, title_from
 from assistant.config import Settings, paths
+from assistant.tui.mcp_use import ResourcesAndPrompts
 from assistant.tui.screens import (ApprovalScreen, ElicitScreen, ModelProblem, PromptScreen,
                                    ToolsScreen)
 from assistant.tui.widgets import (
     AssistantMessage,
+    AttachmentBar,
     ChatInput,
     ChatList,
     Status,
@@ -187,7 +189,7 @@ class _Approval:
     choice: str = "deny"
 
 
-class ChatApp(App):
+class ChatApp(ResourcesAndPrompts, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "assistant"
     BINDINGS = [
@@ -238,6 +240,7 @@ class ChatApp(App):
         self._noise_seen: set[str] = set()
         self._counter: Any = None
         self._tools_revision = 0  # the host's revision the current chat's tools were built at
+        self.attachments = []  # resources going with the next message (mcp_use.Attachment)
 
     # -- layout -----------------------------------------------------------------------
 
@@ -246,6 +249,7 @@ class ChatApp(App):
             yield ChatList(id="chats")
             with Vertical(id="chat"):
                 yield VerticalScroll(id="conversation")
+                yield AttachmentBar(id="attachments")
                 yield ChatInput(id="input", soft_wrap=True, show_line_numbers=False,
                                 compact=True, placeholder="Message (Enter sends, "
                                 "ctrl+j new line, /summarize PATH)")
@@ -399,18 +403,26 @@ class ChatApp(App):
         if text.startswith("/summarize"):
             await self._summarize(text)
             return
+        if self.attachments:
+            await self.send_attached(text)
+            return
         await self.send(text)
 
     async def send(self, text: str) -> None:
         """Store and show the user's message, then run the turn in a worker."""
-        message = {"role": "user", "content": text}
-        if not await self._save_user_message(message):
-            return
-        self.history.append(message)
-        view = await self._begin(text)
+        await self.send_messages([{"role": "user", "content": text}], text)
+
+    async def send_messages(self, messages: list[dict], shown: str) -> None:
+        """Store the turn's new messages (the user's, or a server prompt's), show
+        ``shown`` for them, then run the turn in a worker."""
+        for message in messages:
+            if not await self._save_user_message(message, shown):
+                return
+            self.history.append(message)
+        view = await self._begin(shown)
         self._run_turn(view, self.chat_id)
 
-    async def _save_user_message(self, message: dict) -> bool:
+    async def _save_user_message(self, message: dict, shown: str | None = None) -> bool:
         """Store the user's message before anything else runs. Off the UI thread: a store
         locked by another process is waited on for a few seconds. If it cannot be
         stored, nothing is sent and the text goes back into the input."""
@@ -419,7 +431,7 @@ class ChatApp(App):
         try:
             if self.chat_id is None:
                 self.chat_id = await asyncio.to_thread(
-                    self.store.create_chat, title_from(message["content"]),
+                    self.store.create_chat, title_from(shown or message["content"]),
                     model=self.model_ref, thinking=self.thinking)
                 if self.chat_list.display:
                     await self._fill_chats()
@@ -429,7 +441,7 @@ class ChatApp(App):
             self.busy = False
             self._set_busy(None)
             if not self.input.text.strip():
-                self.input.text = message["content"]
+                self.input.text = shown or message["content"]
                 self.input.move_cursor(self.input.document.end)
             self._store_failed(exc, "Your message was not sent; it is back in the input.")
             return False
@@ -788,7 +800,8 @@ class ChatApp(App):
         from assistant.mcp.approval import ApprovalStore
 
         servers = list(self.host.servers.values()) if self.host is not None else []
-        self.push_screen(ToolsScreen(servers, ApprovalStore()))
+        self.push_screen(ToolsScreen(servers, ApprovalStore()),
+                         lambda then: then == "attach" and self.call_later(self.pick_resource))
 
     def _last_answer(self) -> str:
         views = list(self.query(AssistantMessage))
@@ -876,6 +889,10 @@ class ChatApp(App):
                             self.action_switch_model)
         yield SystemCommand("Tools", "MCP servers, their tools, stored approvals",
                             self.action_tools)
+        yield SystemCommand("Attach a resource", "A server's resource goes with the next "
+                            "message (or type @)", self.action_attach_resource)
+        yield SystemCommand("Use a prompt", "A built-in command or a server's prompt (or "
+                            "type / in an empty input)", self.action_use_prompt)
         yield SystemCommand("Export chat", "Save this chat as Markdown", self.action_export)
         yield SystemCommand("Rename chat", "Give this chat a title", self.action_rename_chat)
         yield SystemCommand("Delete chat", "Delete this chat", self.action_delete_chat)

@@ -89,11 +89,13 @@ class ApprovalScreen(ModalScreen[str]):
         self.dismiss("deny")
 
 
-class ToolsScreen(ModalScreen[None]):
-    """The MCP servers with their state and tools, and the stored approvals."""
+class ToolsScreen(ModalScreen[str | None]):
+    """The MCP servers with their state and tools, and the stored approvals. ``a``
+    leaves it for the resource picker (it answers "attach")."""
 
     BINDINGS = [Binding("escape,q", "close", "Close"),
-                Binding("r,delete", "revoke", "Revoke stored choice")]
+                Binding("r,delete", "revoke", "Revoke stored choice"),
+                Binding("a", "attach", "Attach a resource")]
 
     def __init__(self, servers: list, store) -> None:
         super().__init__()
@@ -140,6 +142,9 @@ class ToolsScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_attach(self) -> None:
+        self.dismiss("attach")
 
 
 class PromptScreen(ModalScreen[str | None]):

@@ -9,19 +9,38 @@ import time
 from dataclasses import dataclass
 
 from textual import events
-from textual.containers import Vertical
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
-from textual.widgets import Collapsible, ListItem, ListView, Markdown, Static, TextArea
+from textual.widgets import Button, Collapsible, ListItem, ListView, Markdown, Static, TextArea
 
 
 class ChatInput(TextArea):
-    """Multi-line input: Enter sends; shift+enter or ctrl+j starts a new line."""
+    """Multi-line input: Enter sends; shift+enter or ctrl+j starts a new line. ``@`` at
+    the start of a word, and ``/`` in an empty input, ask for a picker (``Picker``)
+    instead of being typed; the app types them if the picker is left with nothing."""
 
     @dataclass
     class Submitted(Message):
         text: str
 
+    @dataclass
+    class Picker(Message):
+        key: str  # "@" or "/"
+
+    def _word_starts(self) -> bool:
+        row, column = self.cursor_location
+        before = self.document.get_line(row)[:column]
+        return not before or before[-1].isspace()
+
     async def _on_key(self, event: events.Key) -> None:
+        if (event.character == "@" and self._word_starts()) or \
+                (event.character == "/" and not self.text):
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Picker(event.character))
+            return
         if event.key == "enter":
             event.stop()
             event.prevent_default()
@@ -36,6 +55,36 @@ class ChatInput(TextArea):
             self.insert("\n")
             return
         await super()._on_key(event)
+
+
+class AttachmentChip(Button):
+    """An attached resource above the input: ``server:URI · N tokens ×``. A click, or
+    Enter or Delete when it has the focus, takes it off."""
+
+    BINDINGS = [Binding("delete,backspace", "press", "Remove", show=False)]
+
+    def __init__(self, ref: str, tokens: int | None) -> None:
+        size = f" · {tokens:,} tokens" if tokens is not None else ""
+        # The URI comes from a server: plain Content, so no markup in it can act.
+        super().__init__(Content(f"{ref}{size} ×"), classes="chip", compact=True)
+        self.ref = ref
+
+    @dataclass
+    class Removed(Message):
+        ref: str
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.post_message(self.Removed(self.ref))
+
+
+class AttachmentBar(Horizontal):
+    """The chips of the resources attached to the next message; hidden when none."""
+
+    async def show(self, attachments) -> None:
+        await self.remove_children()
+        await self.mount_all([AttachmentChip(a.ref, a.tokens) for a in attachments])
+        self.display = bool(attachments)
 
 
 class UserMessage(Static):
@@ -61,7 +110,8 @@ class Reasoning(Collapsible):
 
 
 class ToolCard(Vertical):
-    """One tool call: server, tool, arguments, state, duration; the result folded."""
+    """One tool call: server, tool, arguments, state, duration; the result folded. A
+    result that links to resources offers to attach them to the next message."""
 
     ICONS = {"pending": "?", "running": "…", "ok": "✓", "error": "✗", "denied": "⊘",
              "skipped": "–", "stopped": "⏹"}
@@ -95,6 +145,31 @@ class ToolCard(Vertical):
         self.fold.display = bool(body)
         self.result.update(body)
         self.set_class(call.status in ("error", "denied", "stopped"), "failed")
+        self._offer_links(call)
+
+    @dataclass
+    class AttachLinks(Message):
+        server: str
+        uris: list[str]
+
+    def _offer_links(self, call) -> None:
+        """A finished call whose result links to resources offers to attach them."""
+        if self.query("#attach-links") or call.status != "ok" or not call.server \
+                or not call.result:
+            return
+        from assistant.cli_mcp import resource_links
+
+        self.links = [uri for _, uri in resource_links(call.result)]
+        if self.links:
+            count = len(self.links)
+            label = "Attach the linked resource" if count == 1 else \
+                f"Attach the {count} linked resources"
+            self.mount(Button(label, id="attach-links", compact=True), after=self.header)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "attach-links":
+            event.stop()
+            self.post_message(self.AttachLinks(self.call.server, list(self.links)))
 
 
 class AssistantMessage(Vertical):

@@ -59,6 +59,12 @@ for _name in ("broken_weather", "shapeless_weather"):
     object.__setattr__(server._tool_manager.get_tool(_name).fn_metadata, "output_model", None)
 
 
+@server.resource("library://maps/full", name="full map", mime_type="text/plain")
+def full_map() -> str:
+    """What the map's link points at, so a client can read it into the next question."""
+    return "The full map: the river runs north of the mill."
+
+
 @server.tool(description="A picture of the map and a link to the full map")
 def map_picture() -> list:
     return [TextContent(type="text", text="Here is the map."),

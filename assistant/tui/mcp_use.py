@@ -1,0 +1,254 @@
+"""The chat app's side of MCP resources and prompts: ``@`` attaches a resource to the next
+message (a chip above the input), ``/`` picks a built-in command or a server's prompt.
+
+A mixin of ``ChatApp``, so the app module stays about chatting. Server requests run off
+the UI thread; every failure is one notice, and what the user typed stays in the input.
+The text sent is framed exactly as ``assistant ask --attach`` frames it, and is checked
+against the context window before anything is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from assistant.errors import UserError
+from assistant.tui.mcp_screens import (FormScreen, Field, PickerScreen, command_choices,
+                                       fill_template, resource_choices, template_fields)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    server: str
+    uri: str
+    text: str  # binary parts already described, never their data
+    tokens: int | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.server}:{self.uri}"
+
+
+class ResourcesAndPrompts:
+    """Needs from the app: ``host``, ``engine``, ``history``, ``input``, ``busy``,
+    ``_token_counter``, ``_system``, ``tools`` and ``send_messages``."""
+
+    attachments: list[Attachment]
+
+    # -- asking the servers -------------------------------------------------------------
+
+    def _listed(self, method: str) -> list:
+        from assistant.cli_resources import listed
+
+        if self.host is None:
+            return []
+        return [item for items in listed(self.host, method, None).values() for item in items]
+
+    async def _off_thread(self, fn, *args, title: str):
+        """``fn(*args)`` on a thread; a refusal is one notice and None."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except UserError as exc:
+            self.notify(str(exc), title=title, severity="error", timeout=10)
+        except Exception as exc:  # a server gone mid-request: a notice, not a crash
+            self.notify(f"{type(exc).__name__}: {exc}", title=title, severity="error",
+                        timeout=10)
+        return None
+
+    # -- the triggers -------------------------------------------------------------------
+
+    async def on_chat_input_picker(self, event) -> None:
+        if event.key == "@":
+            await self.pick_resource(typed="@")
+        else:
+            await self.pick_command(typed="/")
+
+    def _type_back(self, text: str) -> None:
+        """A picker left with nothing: the key is typed after all."""
+        self.input.insert(text)
+        self.input.focus()
+
+    async def action_attach_resource(self) -> None:
+        await self.pick_resource()
+
+    async def action_use_prompt(self) -> None:
+        await self.pick_command()
+
+    # -- resources ----------------------------------------------------------------------
+
+    async def pick_resource(self, typed: str = "") -> None:
+        if self.host is None:
+            if typed:
+                self._type_back(typed)
+            else:
+                self.notify("No MCP servers are running.", title="Attach a resource")
+            return
+        resources = await self._off_thread(self._listed, "resources", title="Resources")
+        if resources is None:
+            return
+
+        async def picked(resource) -> None:
+            if resource is None:
+                if typed:
+                    self._type_back(typed)
+                return
+            if resource.template:
+                self.push_screen(FormScreen(f"{resource.server}: {resource.name}",
+                                            template_fields(resource.uri), resource.uri),
+                                 lambda values: values is not None and self.call_later(
+                                     self.attach, resource.server,
+                                     fill_template(resource.uri, values)))
+            else:
+                await self.attach(resource.server, resource.uri)
+
+        self.push_screen(PickerScreen("Attach a resource", resource_choices(resources),
+                                      empty="No resources on the running servers.",
+                                      widths=(9, 10, 30, 10)), picked)
+
+    async def attach(self, server: str, uri: str) -> Attachment | None:
+        """Read the resource and show it as a chip; it goes with the next message."""
+        from assistant.cli_resources import read_text
+
+        ref = f"{server}:{uri}"
+        if any(a.ref == ref for a in self.attachments):
+            self.notify(f"{ref} is attached already.", title="Attach a resource")
+            return None
+        text = await self._off_thread(read_text, self.host, server, uri, title="Not attached")
+        if text is None:
+            return None
+        tokens = None
+        if self.engine is not None:
+            tokens = await asyncio.to_thread(self._token_counter().count, text)
+        attachment = Attachment(server, uri, text, tokens)
+        self.attachments.append(attachment)
+        await self._show_chips()
+        self.input.focus()
+        return attachment
+
+    async def on_tool_card_attach_links(self, event) -> None:
+        """The resources a tool's result links to, read from that tool's server."""
+        for uri in event.uris:
+            await self.attach(event.server, uri)
+
+    async def on_attachment_chip_removed(self, event) -> None:
+        self.attachments = [a for a in self.attachments if a.ref != event.ref]
+        await self._show_chips()
+        self.input.focus()
+
+    async def _show_chips(self) -> None:
+        from assistant.tui.widgets import AttachmentBar
+
+        await self.query_one(AttachmentBar).show(self.attachments)
+
+    def with_attachments(self, text: str) -> str:
+        """The user's text after the attached resources, framed as ``ask --attach`` does."""
+        from assistant.cli_resources import attachment
+
+        return "\n\n".join([*(attachment(a.ref, a.text) for a in self.attachments),
+                            *([text] if text else [])])
+
+    async def _refused(self, messages: list[dict]) -> str | None:
+        """Why the new messages cannot be sent with what is attached, or None."""
+        if not self.attachments:
+            return None
+        if self.engine is None:
+            return "the model is still loading; send once it is up"
+        from assistant.cli_resources import check_fits
+
+        whole = self._system(self.tools) + self.history + messages
+        try:
+            await asyncio.to_thread(check_fits, self.engine, self._token_counter(), whole,
+                                    [(a.ref, a.text) for a in self.attachments])
+        except UserError as exc:
+            return str(exc)
+        return None
+
+    async def send_attached(self, text: str) -> None:
+        """Send the user's text with the attachments, if they fit; else say why and keep
+        the text in the input and the chips above it."""
+        message = {"role": "user", "content": self.with_attachments(text)}
+        problem = await self._refused([message])
+        if problem:
+            self._keep(text)
+            self.notify(problem[0].upper() + problem[1:] + ".", title="Not sent",
+                        severity="error", timeout=15)
+            return
+        refs = ", ".join(a.ref for a in self.attachments)
+        self.attachments = []
+        await self._show_chips()
+        await self.send_messages([message], f"{text}\n[attached: {refs}]".strip())
+
+    def _keep(self, text: str) -> None:
+        if not self.input.text.strip():
+            self.input.text = text
+            self.input.move_cursor(self.input.document.end)
+
+    # -- commands and prompts -----------------------------------------------------------
+
+    async def pick_command(self, typed: str = "") -> None:
+        prompts = await self._off_thread(self._listed, "prompts", title="Prompts") or []
+
+        async def picked(choice) -> None:
+            if choice is None:
+                if typed:
+                    self._type_back(typed)
+                return
+            kind, value = choice
+            if kind == "builtin":
+                self._type_back(value)
+            else:
+                await self.use_prompt(value)
+
+        self.push_screen(PickerScreen("Commands and prompts", command_choices(prompts),
+                                      query="", empty="No command or prompt matches.",
+                                      widths=(14, 9, 40)), picked)
+
+    async def use_prompt(self, prompt, values: dict[str, str] | None = None) -> None:
+        """A prompt without arguments runs at once; with some, the form asks first."""
+        if prompt.arguments and values is None:
+            fields = await asyncio.to_thread(self._prompt_fields, prompt)
+
+            def filled(answer) -> None:
+                if answer is not None:
+                    self.call_later(self.use_prompt, prompt, answer)
+
+            self.push_screen(FormScreen(f"{prompt.server}: /{prompt.name}", fields,
+                                        prompt.description or ""), filled)
+            return
+        from assistant.cli_resources import prompt_messages
+
+        got = await self._off_thread(prompt_messages, self.host, prompt.server, prompt.name,
+                                     values or {}, title="Prompt failed")
+        if got is None:
+            return
+        messages = [{"role": m.role, "content": m.text} for m in got]
+        if self.attachments:
+            messages.append({"role": "user", "content": self.with_attachments("")})
+        if not messages or messages[-1]["role"] != "user":
+            self.notify(f"{prompt.server}/{prompt.name} ends with the assistant's turn; "
+                        "type your own question and send it.", title="Prompt not sent",
+                        severity="error", timeout=10)
+            return
+        problem = await self._refused(messages)
+        if problem:
+            self.notify(problem[0].upper() + problem[1:] + ".", title="Not sent",
+                        severity="error", timeout=15)
+            return
+        self.attachments = []
+        await self._show_chips()
+        shown = f"/{prompt.name} " + " ".join(f"{k}={v}" for k, v in (values or {}).items())
+        await self.send_messages(messages, shown.strip())
+
+    def _prompt_fields(self, prompt) -> list[Field]:
+        """The form's boxes, with the server's suggestions where it offers completions."""
+        from assistant.mcp.host import RequestFailed
+
+        fields = []
+        for argument in prompt.arguments:
+            try:
+                values = self.host.complete(prompt.server, prompt.name, argument.name, "", {})
+            except (RequestFailed, Exception):
+                values = []
+            fields.append(Field(argument.name, argument.description or "",
+                                argument.required, tuple(values or ())))
+        return fields
