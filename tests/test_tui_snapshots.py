@@ -160,3 +160,25 @@ def test_prompt_form(snap_compare, app):
         await pilot.pause()
 
     assert snap_compare(app, run_before=run_before)
+
+
+def test_elicitation_form(snap_compare, app):
+    from assistant.mcp.elicit import Elicitation, fields_from_schema
+    from assistant.tui.screens import ElicitScreen
+
+    schema = {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string", "title": "Your name"},
+        "guests": {"type": "integer", "title": "Guests", "minimum": 1, "maximum": 8},
+        "vegetarian": {"type": "boolean", "title": "Vegetarian", "default": False},
+        "table": {"type": "string", "title": "Table", "enum": ["window", "terrace"]}}}
+    request = Elicitation("bookings", "Who is the table for?", fields_from_schema(schema))
+
+    async def run_before(pilot):
+        await settle(pilot)
+        pilot.app.push_screen(ElicitScreen(request))
+        await pilot.pause()
+        await pilot.press(*"Ada")
+        await pilot.pause()
+
+    # Taller than the others: every kind of field in view at once.
+    assert snap_compare(app, run_before=run_before, terminal_size=(80, 40))
