@@ -1,29 +1,51 @@
-"""What a tool call can carry besides text, over real stdio (tests/servers/features.py):
+"""What a tool call can carry besides text, over real stdio and real Streamable HTTP
+(tests/servers/features.py):
 structured results checked against their outputSchema, images and resource links as
 text, progress, a tool list that changes while the server runs, and questions to the user
 (elicitation, form and URL) that never hang a call."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
+from assistant.mcp.config import ServerConfig
 from assistant.mcp.elicit import Answer
 from assistant.mcp.host import McpHost
 from assistant.mcp.toolcache import ToolListCache
 from mcp_helpers import features
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
+@pytest.fixture(scope="module", params=["stdio", "http"])
+def host(request, tmp_path_factory):
+    """The same server over both transports: a child on stdio, and over Streamable HTTP
+    on loopback (then the host connects to it by its URL, as to a remote server)."""
     home = tmp_path_factory.mktemp("features")
-    host = McpHost([features(timeout=10)], log_dir=home / "logs",
-                   tool_cache=ToolListCache(home / "cache"))
-    host.start()
-    assert host.servers["features"].status == "ready", host.servers["features"].error
-    yield host
-    host.close()
+    config, proc = features(timeout=10), None
+    if request.param == "http":
+        port_file = home / "port"
+        proc = subprocess.Popen([sys.executable, *config.args, str(port_file)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120  # a guard against a server that never starts
+        while not (port_file.exists() and port_file.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, "no HTTP server"
+            time.sleep(0.05)
+        config = ServerConfig("features", url=f"http://127.0.0.1:{port_file.read_text()}/mcp",
+                              timeout=10)
+    host = McpHost([config], log_dir=home / "logs", tool_cache=ToolListCache(home / "cache"))
+    try:
+        host.start()
+        assert host.servers["features"].status == "ready", host.servers["features"].error
+        yield host
+    finally:
+        host.close()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
 
 
 def call(host, tool, arguments=None, **kw):

@@ -2,7 +2,9 @@
 structured results (one that breaks its own outputSchema), images and resource links,
 elicitation (a form and a URL) and a tool list that changes.
 
-    python features.py
+    python features.py             # over stdio
+    python features.py PORT_FILE   # over Streamable HTTP on 127.0.0.1: a free port,
+                                   # written to PORT_FILE once the server listens
 
 Elicitation uses the 2026-07-28 way: the tool answers with an ``input_required`` result
 holding an ``elicitation/create`` request, and the client retries with the answer.
@@ -150,5 +152,31 @@ async def add_tool(ctx: Context) -> str:
     return "added new_tool"
 
 
+def serve_http(port_file: str) -> None:
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(server.streamable_http_app(), log_level="warning"))
+
+    async def run() -> None:
+        task = asyncio.create_task(uv.serve(sockets=[sock]))
+        while not uv.started:
+            await asyncio.sleep(0.01)
+        with open(port_file, "w") as out:
+            out.write(str(port))
+        await task
+
+    asyncio.run(run())
+
+
 if __name__ == "__main__":
-    server.run()
+    import sys
+
+    if len(sys.argv) > 1:
+        serve_http(sys.argv[1])
+    else:
+        server.run()
