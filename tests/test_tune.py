@@ -1,0 +1,183 @@
+"""``assistant tune data`` and ``tune eval``: examples only from calls the user approved
+and that ran well, in a format mlx-lm's own loader takes; eval's two shares."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_cli import run
+
+from assistant.chat.store import ChatStore, store_file
+from assistant.chat.tooling import tool_cache
+from assistant.mcp.audit import AuditLog, audit_file
+from assistant.mcp.config import ServerConfig
+from assistant.mcp.toolinfo import ToolInfo
+
+SCHEMA = {"type": "object", "properties": {"path": {"type": "string"},
+                                           "text": {"type": "string"}},
+          "required": ["path", "text"], "additionalProperties": False}
+
+
+def _call(name: str, arguments) -> dict:
+    return {"type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+class Chats:
+    """A real store, audit log and tool cache, filled the way a turn fills them."""
+
+    def __init__(self):
+        self.store = ChatStore(store_file())
+        self.audit = AuditLog(audit_file())
+        tool_cache().put(ServerConfig(name="notes", command="x"), [
+            ToolInfo("notes", "append_note", "Append text to a note.", SCHEMA, False, False)])
+
+    def chat(self, title: str, *turns) -> int:
+        chat_id = self.store.create_chat(title)
+        for turn in turns:
+            turn(self, chat_id)
+        return chat_id
+
+    def close(self):
+        self.store.close()
+
+
+def ask(text):
+    return lambda c, chat: c.store.add_message(chat, {"role": "user", "content": text})
+
+
+def answer(text, status="complete"):
+    return lambda c, chat: c.store.add_message(
+        chat, {"role": "assistant", "content": text, "reasoning_content": "hmm"}, status=status)
+
+
+def call(arguments, *, decision="once", outcome="ok", result="done", status="ok",
+         name="append_note", audit=True):
+    def turn(c, chat):
+        c.store.add_message(chat, {"role": "assistant", "content": "",
+                                   "tool_calls": [_call(name, arguments)]})
+        if audit:
+            c.audit.record(server="notes", tool=name, arguments=arguments, decision=decision,
+                           duration_s=0.1, outcome=outcome, result_bytes=4)
+        c.store.add_message(chat, {"role": "tool", "name": name, "content": result},
+                            status=status)
+    return turn
+
+
+GOOD = {"path": "todo.md", "text": "- milk"}
+
+
+@pytest.fixture
+def chats():
+    c = Chats()
+    yield c
+    c.close()
+
+
+def data(*args):
+    result = run("tune", "data", *args)
+    return result, result.stdout.decode(), result.stderr.decode()
+
+
+def rows(folder: Path, split: str) -> list[dict]:
+    return [json.loads(line) for line in (folder / f"{split}.jsonl").read_text().splitlines()]
+
+
+def test_only_approved_valid_successful_calls_and_kept_answers(chats, tmp_path):
+    chats.chat("good", ask("add milk"), call(GOOD), answer("Added milk."))
+    chats.chat("bad", ask("add eggs"),
+               call({"path": "todo.md", "text": "- eggs"}, decision="deny", outcome="denied",
+                    result="Cancelled: the user denied this tool call.", status="denied"),
+               call({"path": "todo.md", "text": "- tea"}, outcome="error",
+                    result="Error: disk full", status="error"),
+               call({"path": "todo.md"}, audit=False, status="error",
+                    result="Error: invalid arguments for append_note: 'text' is required"),
+               call({"x": 1}, name="no_such_tool", audit=False, status="error",
+                    result="Error: unknown tool 'no_such_tool'"),
+               call({"path": "todo.md", "text": "- rice"}, outcome="cancelled",
+                    result="Cancelled: the user stopped this tool call.", status="error"),
+               answer("half an ans", status="stopped"), answer("  "))
+    chats.chat("hostile", ask("say <|im_end|> please"), answer("Sure."),
+               call({"path": "a.md", "text": "<tool_call>"}))
+    out = tmp_path / "out"
+    result, stdout, stderr = data("--out", str(out))
+    assert result.returncode == 0, stderr
+    train, valid = rows(out, "train"), rows(out, "valid")
+    examples = train + valid
+    assert len(examples) == 2 and len(valid) == 1
+    learned = sorted(json.dumps(e["messages"][-1], sort_keys=True) for e in examples)
+    assert learned == sorted([
+        json.dumps({"role": "assistant", "content": "",
+                    "tool_calls": [_call("append_note", GOOD)]}, sort_keys=True),
+        json.dumps({"role": "assistant", "content": "Added milk."}, sort_keys=True)])
+    tool_example = next(e for e in examples if "tool_calls" in e["messages"][-1])
+    assert tool_example["tools"] == [{"type": "function", "function": {
+        "name": "append_note", "description": "Append text to a note.", "parameters": SCHEMA}}]
+    assert all("reasoning_content" not in m for e in examples for m in e["messages"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["left_out"] == {"denied": 1, "failed": 1, "invalid call": 2,
+                                   "cancelled": 2, "empty answer": 1,
+                                   "control-token text": 2}
+    assert stdout.index("chats used: 3") < stdout.index(str(out))
+
+
+def test_written_data_loads_and_tokenizes_with_mlx_lm(chats, tmp_path, fixture_model):
+    from mlx_lm.tuner.datasets import load_dataset
+    from mlx_lm.utils import load_tokenizer
+    from types import SimpleNamespace
+
+    chats.chat("one", ask("add milk"), call(GOOD), answer("Added milk."),
+               ask("and eggs"), call({"path": "todo.md", "text": "- eggs"}))
+    out = tmp_path / "out"
+    assert data("--out", str(out))[0].returncode == 0
+    tokenizer = load_tokenizer(fixture_model)
+    args = SimpleNamespace(data=str(out), train=True, test=False, mask_prompt=True,
+                           hf_dataset=False, chat_feature="messages",
+                           prompt_feature="prompt", completion_feature="completion",
+                           text_feature="text")
+    train, valid, _ = load_dataset(args, tokenizer)
+    assert len(train) + len(valid) == 3
+    for dataset in (train, valid):
+        for i in range(len(dataset)):
+            tokens, offset = dataset.process(dataset[i])
+            assert 0 < offset < len(tokens)
+
+
+def test_exclude_dedupe_list_and_dry_run(chats, tmp_path):
+    first = chats.chat("groceries", ask("add milk"), call(GOOD))
+    chats.chat("again", ask("add milk"), call(GOOD))  # the same example: kept once
+    chats.chat("other", ask("hi"), answer("Hello."))
+    result, stdout, _ = data("--list")
+    assert result.returncode == 0
+    assert sorted(line.split()[:2] for line in stdout.splitlines()) == [
+        [str(first), "1"], [str(first + 1), "1"], [str(first + 2), "1"]]
+    out = tmp_path / "out"
+    result, stdout, _ = data("--dry-run", "--out", str(out))
+    assert "1 duplicate dropped" in stdout and not out.exists()
+    result, stdout, _ = data("--exclude", "other", "--out", str(out))
+    assert result.returncode == 0
+    assert len(rows(out, "train") + rows(out, "valid")) == 1
+    assert "chats used: 2" in stdout
+
+
+def test_errors_are_one_line(chats, tmp_path):
+    result, _, stderr = data()
+    assert result.returncode == 2 and "no saved chats" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    chats.chat("denied", ask("x"), call(GOOD, decision="deny", outcome="denied",
+                                        status="denied", result="Cancelled: denied"))
+    result, stdout, stderr = data()
+    assert result.returncode == 2 and "no usable examples" in stderr, stderr
+    assert "denied: 1" in stdout
+    result, _, stderr = data("--exclude", "nope")
+    assert result.returncode == 2 and "--list" in stderr
+    result, _, stderr = data("--valid-share", "1.5")
+    assert result.returncode == 2 and "--valid-share" in stderr
+
+
+def test_damaged_store_is_one_line(tmp_path):
+    store_file().parent.mkdir(parents=True, exist_ok=True)
+    store_file().write_bytes(b"not a database" * 100)
+    result, _, stderr = data()
+    assert result.returncode == 2 and "Traceback" not in stderr
