@@ -181,3 +181,97 @@ def test_damaged_store_is_one_line(tmp_path):
     store_file().write_bytes(b"not a database" * 100)
     result, _, stderr = data()
     assert result.returncode == 2 and "Traceback" not in stderr
+
+
+# -- tune eval ------------------------------------------------------------------------
+
+TOOL = {"type": "function", "function": {"name": "append_note",
+                                         "description": "Append text to a note.",
+                                         "parameters": SCHEMA}}
+
+
+def _eval_example(item: str) -> dict:
+    return {"messages": [{"role": "user", "content": f"Add {item} to todo.md"},
+                         {"role": "assistant", "content": "", "tool_calls": [
+                             _call("append_note", {"path": "todo.md", "text": f"- {item}"})]}],
+            "tools": [TOOL]}
+
+
+def _said(arguments) -> str:
+    return ('<tool_call>\n' + json.dumps({"name": "append_note", "arguments": arguments})
+            + '\n</tool_call>')
+
+
+def test_eval_counts_matching_and_valid_calls(engine, hf_tokenizer):
+    """Scripted answers whose scores are known: one exact call, one valid but different,
+    one against the schema, one plain answer -> matching 1 of 4, valid 2 of 4."""
+    from scripted import Script
+
+    from assistant.tune.evaluate import evaluate
+
+    examples = [_eval_example(i) for i in ("milk", "eggs", "tea", "rice")]
+    said = {"milk": _said({"path": "todo.md", "text": "- milk"}),
+            "eggs": _said({"path": "todo.md", "text": "- bread"}),
+            "tea": _said({"path": "todo.md"}),
+            "rice": "Done."}
+
+    def processors(example):
+        item = example["messages"][0]["content"].split()[1]
+        return [Script(hf_tokenizer, said[item])]
+
+    score = evaluate(engine, examples, processors=processors)
+    assert (score.examples, score.matching, score.valid) == (4, 1, 2)
+    assert score.as_dict()["matching_share"] == 0.25
+    assert score.as_dict()["valid_share"] == 0.5
+
+
+@pytest.fixture
+def eval_data(tmp_path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(json.dumps(_eval_example("milk")) + "\n")
+    plain = {"messages": [{"role": "user", "content": "hi"},
+                          {"role": "assistant", "content": "Hello."}], "tools": []}
+    (folder / "valid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        _eval_example("eggs"), plain, _eval_example("tea"))))
+    return folder
+
+
+def test_eval_json_shape(fixture_model, eval_data, tmp_path):
+    from adapters import make_adapter
+
+    adapter = make_adapter(fixture_model, tmp_path / "adapter")
+    result = run("tune", "eval", "--model", str(fixture_model), "--data", str(eval_data),
+                 "--adapter", str(adapter), "--json", "--limit", "1")
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(result.stdout)
+    assert report["adapter_path"] == str(adapter)
+    for label in ("base", "adapter"):
+        assert report[label]["examples"] == 1  # the plain answer is not a tool call
+        assert set(report[label]) == {"examples", "matching", "valid", "matching_share",
+                                      "valid_share"}
+        assert report[label]["matching"] in (0, 1) and report[label]["valid"] in (0, 1)
+        assert report[label]["valid_share"] == report[label]["valid"]
+
+
+def test_eval_bad_inputs_are_one_line(fixture_model, eval_data, tmp_path):
+    def error(*args, needle):
+        result = run("tune", "eval", *args)
+        err = result.stderr.decode()
+        assert result.returncode == 2 and needle in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+    model = ("--model", str(fixture_model))
+    error("--model", "http://127.0.0.1:9/v1", "--data", str(eval_data), needle="local-only")
+    error(*model, "--data", str(eval_data), needle="tune run")  # no adapter yet
+    error(*model, "--data", str(tmp_path / "none"), "--adapter", str(tmp_path),
+          needle="tune data")
+    error(*model, "--data", str(eval_data), "--limit", "0", needle="--limit")
+    error(*model, "--data", str(eval_data), "--adapter", str(tmp_path / "no"),
+          needle="no adapter folder")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "valid.jsonl").write_text(json.dumps(
+        {"messages": [{"role": "user", "content": "hi"},
+                      {"role": "assistant", "content": "Hello."}]}) + "\n")
+    error(*model, "--data", str(empty), "--adapter", str(tmp_path), needle="no tool-call")
