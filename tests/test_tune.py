@@ -85,6 +85,10 @@ def rows(folder: Path, split: str) -> list[dict]:
 
 
 def test_only_approved_valid_successful_calls_and_kept_answers(chats, tmp_path):
+    # the user's own `assistant tools call` with the same arguments is not the chat's call
+    chats.audit.record(server="notes", tool="append_note", arguments=GOOD,
+                       decision="user: tools call", duration_s=0.1, outcome="error",
+                       result_bytes=0)
     chats.chat("good", ask("add milk"), call(GOOD), answer("Added milk."))
     chats.chat("bad", ask("add eggs"),
                call({"path": "todo.md", "text": "- eggs"}, decision="deny", outcome="denied",
@@ -161,10 +165,12 @@ def test_exclude_dedupe_list_and_dry_run(chats, tmp_path):
     assert "chats used: 2" in stdout
 
 
-def test_errors_are_one_line(chats, tmp_path):
+def test_errors_are_one_line(tmp_path):
     result, _, stderr = data()
     assert result.returncode == 2 and "no saved chats" in stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert not store_file().exists()  # looking did not create a store
+    chats = Chats()
     chats.chat("denied", ask("x"), call(GOOD, decision="deny", outcome="denied",
                                         status="denied", result="Cancelled: denied"))
     result, stdout, stderr = data()
@@ -174,13 +180,15 @@ def test_errors_are_one_line(chats, tmp_path):
     assert result.returncode == 2 and "--list" in stderr
     result, _, stderr = data("--valid-share", "1.5")
     assert result.returncode == 2 and "--valid-share" in stderr
+    chats.close()
 
 
 def test_damaged_store_is_one_line(tmp_path):
     store_file().parent.mkdir(parents=True, exist_ok=True)
     store_file().write_bytes(b"not a database" * 100)
     result, _, stderr = data()
-    assert result.returncode == 2 and "Traceback" not in stderr
+    assert result.returncode == 2 and "is damaged" in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
 
 
 # -- tune eval ------------------------------------------------------------------------

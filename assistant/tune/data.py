@@ -30,6 +30,8 @@ CONTROL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<tool_call>",
                   "</tool_response>", "<|fim_", "<|vision_", "<|object_ref", "<|box_",
                   "<|quad_", "<|image_pad|>", "<|video_pad|>", "<|file_sep|>",
                   "<|repo_name|>")
+NO_CHATS = ("no saved chats yet: chat with tools (assistant chat) first, then run "
+            "assistant tune data again")
 
 
 @dataclass
@@ -48,14 +50,19 @@ def run_data(args, settings) -> int:
 
     if not 0 <= args.valid_share < 1:
         raise UserError("--valid-share must be at least 0 and below 1 (0.1 is a good start)")
+    if not store_file().exists():  # reading must not create one
+        raise UserError(NO_CHATS)
     store = ChatStore(store_file())
     try:
         chats = store.chats()
+        if store.moved_aside is not None:
+            raise UserError(f"{store_file()} is damaged (kept as {store.moved_aside.name}): "
+                            "nothing to learn from; restore a backup of it, then run tune "
+                            "data again")
         excluded = _excluded(chats, args.exclude)
         used = [c for c in chats if c.id not in excluded]
         if not chats:
-            raise UserError("no saved chats yet: chat with tools (assistant chat) first, "
-                            "then run assistant tune data again")
+            raise UserError(NO_CHATS)
         schemas = read_schemas(tool_cache().directory)
         audit = read_audit(audit_file())
         data = build(store, used, audit, schemas)
@@ -134,7 +141,9 @@ def read_audit(path: Path) -> list[dict]:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and isinstance(entry.get("tool"), str):
+        # ``assistant tools call`` runs (decision "user: ...") are no model's calls
+        if isinstance(entry, dict) and isinstance(entry.get("tool"), str) \
+                and not str(entry.get("decision", "")).startswith("user:"):
             entries.append(entry)
     return entries
 
