@@ -68,6 +68,17 @@ def call(arguments, *, decision="once", outcome="ok", result="done", status="ok"
 GOOD = {"path": "todo.md", "text": "- milk"}
 
 
+def malformed_beside_good(c, chat):
+    """A reply with one good call and one whose JSON did not parse (kept as raw text)."""
+    arguments = {"path": "todo.md", "text": "- soap"}
+    c.store.add_message(chat, {"role": "assistant", "content": "<tool_call>\n{bad\n</tool_call>",
+                               "tool_calls": [_call("append_note", arguments)]})
+    c.audit.record(server="notes", tool="append_note", arguments=arguments, decision="once",
+                   duration_s=0.1, outcome="ok", result_bytes=4)
+    for result in ("done", "Error: Expecting value. Write the call as ..."):
+        c.store.add_message(chat, {"role": "tool", "name": "append_note", "content": result})
+
+
 @pytest.fixture
 def chats():
     c = Chats()
@@ -101,7 +112,7 @@ def test_only_approved_valid_successful_calls_and_kept_answers(chats, tmp_path):
                     result="Error: unknown tool 'no_such_tool'"),
                call({"path": "todo.md", "text": "- rice"}, outcome="cancelled",
                     result="Cancelled: the user stopped this tool call.", status="error"),
-               answer("half an ans", status="stopped"), answer("  "))
+               answer("half an ans", status="stopped"), answer("  "), malformed_beside_good)
     chats.chat("hostile", ask("say <|im_end|> please"), answer("Sure."),
                call({"path": "a.md", "text": "<tool_call>"}))
     out = tmp_path / "out"
@@ -120,7 +131,7 @@ def test_only_approved_valid_successful_calls_and_kept_answers(chats, tmp_path):
         "name": "append_note", "description": "Append text to a note.", "parameters": SCHEMA}}]
     assert all("reasoning_content" not in m for e in examples for m in e["messages"])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["left_out"] == {"denied": 1, "failed": 1, "invalid call": 2,
+    assert summary["left_out"] == {"denied": 1, "failed": 1, "invalid call": 3,
                                    "cancelled": 2, "empty answer": 1,
                                    "control-token text": 2}
     assert stdout.index("chats used: 3") < stdout.index(str(out))

@@ -207,9 +207,9 @@ def _judge(m, after, audit, used, schemas) -> tuple[dict, str | None]:
     if m.status != "complete":
         return {}, "cancelled" if m.status in ("stopped", "interrupted", "streaming") \
             else "failed"
+    if "<tool_call>" in m.content:  # a call the model wrote but that did not parse
+        return {}, "invalid call"
     if not m.tool_calls:
-        if "<tool_call>" in m.content:  # a call the model wrote but that did not parse
-            return {}, "invalid call"
         if not m.content.strip():
             return {}, "empty answer"
         return {"tools": []}, None
