@@ -134,6 +134,8 @@ def test_a_page_opens_only_on_yes(configured, tmp_path):
     term = Terminal("tools", "call", "features", "connect_account", env=env)
     term.wait_for("features asks you to open a page: Log in to connect your account")
     term.wait_for("https://example.com/connect?x=1")
+    # Only once asked: keys typed before the question are dropped, as they should be.
+    term.wait_for("Open it in your browser?")
     term.type("")
     assert json.loads(term.finish().splitlines()[-1]) == {"action": "decline"}
     assert not opened.exists()
