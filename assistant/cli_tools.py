@@ -178,14 +178,18 @@ def _offered(host) -> dict[str, tuple[int, int]]:
 
 
 def _counter(settings):
-    """Token counts need the model's tokenizer; without a local model, count ~4 chars a token."""
+    """Token counts need the model's tokenizer; without a local model (not downloaded, or
+    on an inference server), they are estimated as the server backend estimates them."""
     from assistant.engine.model import resolve_model
+    from assistant.engine.remote import EstimatedCounter, is_remote
     from assistant.tokens import counter_for
 
-    try:
-        return counter_for(resolve_model(settings.model, allow_download=False)).count
-    except UserError:
-        return lambda text: len(text) // 4
+    if not is_remote(settings.model):
+        try:
+            return counter_for(resolve_model(settings.model, allow_download=False)).count
+        except UserError:
+            pass
+    return EstimatedCounter().count
 
 
 def _test(states, status) -> int:
