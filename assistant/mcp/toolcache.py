@@ -51,7 +51,20 @@ class ToolListCache:
 
     def get(self, config: ServerConfig) -> list[ToolInfo] | None:
         """The list this configuration answered with last time, or None."""
-        path = self.path(config)
+        found = self.read(self.path(config))
+        return found[1] if found is not None and found[0] == config.name else None
+
+    def lists(self) -> dict[str, list[ToolInfo]]:
+        """Every kept list by server name; of two for one server, the newer."""
+        try:
+            files = sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        except OSError:
+            return {}
+        return dict(found for found in map(self.read, files) if found is not None)
+
+    @staticmethod
+    def read(path: Path) -> tuple[str, list[ToolInfo]] | None:
+        """One kept list: its server's name and tools, or None if absent or damaged."""
         try:
             with path.open("rb") as f:
                 data = f.read(MAX_FILE_BYTES + 1)
@@ -62,11 +75,11 @@ class ToolListCache:
             return None
         if not isinstance(stored, dict) or stored.get("format") != FORMAT:
             return None
-        entries = stored.get("tools")
-        if not isinstance(entries, list):
+        server, entries = stored.get("server"), stored.get("tools")
+        if not isinstance(server, str) or not isinstance(entries, list):
             return None
-        tools = [_tool(config.name, entry) for entry in entries]
-        return None if any(t is None for t in tools) else tools
+        tools = [_tool(server, entry) for entry in entries]
+        return None if any(t is None for t in tools) else (server, tools)
 
     def age_s(self, config: ServerConfig) -> float:
         """Seconds since the list was written (infinite when there is none)."""

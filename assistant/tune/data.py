@@ -106,27 +106,11 @@ def _excluded(chats, names: list[str]) -> set[int]:
 
 def read_schemas(directory: Path) -> dict[str, dict[str, dict]]:
     """server -> tool name -> input schema, from the tool lists servers last answered."""
-    from assistant.mcp.toolcache import MAX_FILE_BYTES, _tool
+    from assistant.mcp.toolcache import ToolListCache
 
-    servers: dict[str, dict[str, dict]] = {}
-    try:
-        files = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
-    except OSError:
-        return servers
-    for file in files:  # oldest first: a newer list of the same server wins
-        try:
-            if file.stat().st_size > MAX_FILE_BYTES:
-                continue
-            stored = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            continue
-        if not isinstance(stored, dict) or not isinstance(stored.get("server"), str):
-            continue
-        tools = [_tool(stored["server"], e) for e in stored.get("tools") or []]
-        servers[stored["server"]] = {t.name: {"description": t.description,
-                                              "parameters": t.input_schema}
-                                     for t in tools if t is not None}
-    return servers
+    return {server: {t.name: {"description": t.description, "parameters": t.input_schema}
+                     for t in tools}
+            for server, tools in ToolListCache(directory).lists().items()}
 
 
 def read_audit(path: Path) -> list[dict]:
@@ -245,7 +229,7 @@ def _judge(m, after, audit, used, schemas) -> tuple[dict, str | None]:
 
 
 def _call_problem(name, arguments, result, entry, schemas) -> str | None:
-    from assistant.chat.turn import _schema_problem
+    from assistant.chat.turn import schema_problem
 
     text = result.content if result is not None else ""
     if result is None or result.status == "stopped" or text.startswith("Cancelled: the user "
@@ -268,7 +252,7 @@ def _call_problem(name, arguments, result, entry, schemas) -> str | None:
     schema = schemas.get(str(entry.get("server")), {}).get(entry["tool"])
     if schema is None:
         return "no known schema"
-    if _schema_problem(schema["parameters"], arguments):
+    if schema_problem(schema["parameters"], arguments):
         return "invalid call"
     return None
 
