@@ -62,8 +62,8 @@ def test_cleaned_names_never_hide_another_tool(fixture_model):
 
 
 def test_a_broken_schema_lets_the_server_judge():
-    from assistant.chat.turn import _schema_problem
+    from assistant.chat.turn import schema_problem
 
-    assert _schema_problem({"$ref": "#/defs/missing"}, {"x": 1}) is None
-    assert _schema_problem({"type": "object", "properties": {"a": {"type": "integer"}}},
+    assert schema_problem({"$ref": "#/defs/missing"}, {"x": 1}) is None
+    assert schema_problem({"type": "object", "properties": {"a": {"type": "integer"}}},
                            {"a": "no"}) == "a: 'no' is not of type 'integer'"

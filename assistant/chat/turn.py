@@ -211,7 +211,7 @@ class Turn:
             return self._finish(call, "error", f"Error: {error}. Available tools: {names}.",
                                 error)
         call.server, call.tool = offered.info.server, offered.info.name
-        problem = _schema_problem(offered.info.input_schema, call.arguments)
+        problem = schema_problem(offered.info.input_schema, call.arguments)
         if problem:
             return self._finish(call, "error", f"Error: invalid arguments for {call.name}: "
                                 f"{problem}. Fix them and call again.", problem)
@@ -297,7 +297,7 @@ def prefill_history(engine: Engine, history: list[dict], options: GenerationOpti
     return engine.prefill(history, replace(options, tools=offered), chat, role="user")
 
 
-def _schema_problem(schema: dict, arguments: dict) -> str | None:
+def schema_problem(schema: dict, arguments: dict) -> str | None:
     import jsonschema  # only a turn that calls a tool needs it
 
     try:

@@ -137,14 +137,14 @@ def recorded_calls(example: dict) -> list[tuple]:
 
 
 def call_problem(example: dict, name, arguments) -> str | None:
-    from assistant.chat.turn import _schema_problem
+    from assistant.chat.turn import schema_problem
 
     if not isinstance(name, str) or not isinstance(arguments, dict):
         return "not a call"
     for tool in example.get("tools") or []:
         fn = tool.get("function", tool)
         if fn.get("name") == name:
-            return _schema_problem(fn.get("parameters") or {}, arguments)
+            return schema_problem(fn.get("parameters") or {}, arguments)
     return f"unknown tool {name!r}"
 
 
