@@ -369,8 +369,7 @@ def _answer(args, settings, prompt: str, host) -> int:
     if outcome.error:
         print(f"assistant: {outcome.error.error}", file=sys.stderr)
         return EXIT_FAILED if outcome.error.kind == "error" else 2
-    return _print_outcome(args, options, outcome, printer, engine.name,
-                          getattr(engine, "adapter_name", None))
+    return _print_outcome(args, options, outcome, printer, engine.name, engine.adapter_name)
 
 
 def _warn_failed(host, reported: set[str]) -> set[str]:

@@ -105,6 +105,7 @@ class RemoteEngine:
     """Generations on an OpenAI-compatible server at ``url`` (ending in ``/v1``)."""
 
     local = False
+    adapter_name = None  # adapters are local-only
 
     def __init__(self, url: str, *, model: str | None = None, api_key: str | None = None,
                  api_key_env: str | None = None, context_limit: int = 32768,

@@ -154,6 +154,7 @@ class Trainer:
         """Time and memory, measured on one step over the longest example (not applied)."""
         import mlx.core as mx
         import mlx.nn as nn
+        from mlx.utils import tree_flatten
         from mlx_lm.tuner.trainer import default_loss, iterate_batches
 
         longest = max(range(len(self.lengths)), key=self.lengths.__getitem__)
@@ -167,7 +168,7 @@ class Trainer:
         seconds = time.perf_counter() - started
         self.step_seconds = seconds
         peak = mx.get_peak_memory() / 1e9
-        trainable = sum(v.size for _, v in _flat(self.model.trainable_parameters()))
+        trainable = sum(v.size for _, v in tree_flatten(self.model.trainable_parameters()))
         mean = sum(self.lengths) / len(self.lengths)
         per_step = seconds * min(1.0, mean / max(self.lengths[longest], 1))
         total = per_step * self.args.iters
@@ -271,12 +272,6 @@ class _Just:
 
     def __len__(self):
         return self.size
-
-
-def _flat(tree):
-    from mlx.utils import tree_flatten
-
-    return tree_flatten(tree)
 
 
 class _Callback:
