@@ -27,7 +27,8 @@ QWEN_PATTERN = (
 )
 
 
-def _byte_decoder() -> dict[str, int]:
+@lru_cache(maxsize=1)
+def byte_decoder() -> dict[str, int]:
     """The inverse of GPT-2's byte-to-printable-character map used by byte-level BPE.
 
     transformers and mlx-lm have this map too; it is repeated here so that this module
@@ -65,7 +66,7 @@ def _tables(tokenizer_json: Path) -> tokencache.Tables:
     if model.get("type") != "BPE":
         raise ValueError(f"{tokenizer_json}: not a BPE tokenizer")
     special = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
-    decode = _byte_decoder()
+    decode = byte_decoder()
     ranks = {
         bytes(decode[ch] for ch in token): rank
         for token, rank in model["vocab"].items()
@@ -120,11 +121,21 @@ class TokenCounter:
         return self.encoding.decode(ids)
 
 
+def _tables_dir() -> Path:
+    from assistant.config import paths
+
+    return paths().cache_dir / "tokenizers"
+
+
 @lru_cache(maxsize=4)
 def counter_for(model_dir: Path) -> TokenCounter:
     """The counter for a model directory, built once per process (and its tables once
     per tokenizer file)."""
-    from assistant.config import paths
+    return TokenCounter(Path(model_dir) / "tokenizer.json", cache_dir=_tables_dir())
 
-    return TokenCounter(Path(model_dir) / "tokenizer.json",
-                        cache_dir=paths().cache_dir / "tokenizers")
+
+def tables_kept(model_dir: Path) -> bool:
+    """Whether this model's tokenizer was read before (its tables are kept): then
+    building its counter cannot fail for want of a readable ``tokenizer.json``."""
+    kept = tokencache.cache_file(_tables_dir(), Path(model_dir) / "tokenizer.json")
+    return kept is not None and kept.is_file()

@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from assistant.engine import GenerationOptions, TextDelta, ThinkingDelta, TurnStats
+from assistant.engine.prompt import PromptEncoder
 from scripted import Script
 
 CONTROL = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>",
@@ -58,14 +59,58 @@ def control_counts(ids, encoder) -> Counter:
     return Counter(i for i in ids if i in wanted)
 
 
+class Fresh:
+    """An encoder whose token counter is not built yet: it encodes plain text with the
+    model's own tokenizer until control-token text needs the counter."""
+
+    def __init__(self, engine):
+        self.built = 0
+        self.encoder = PromptEncoder(engine.tokenizer, self._build)
+        self._counter = engine.counter
+
+    def _build(self):
+        self.built += 1
+        return self._counter
+
+
+@pytest.fixture(params=["counter built", "counter not built"])
+def encoder(request, engine):
+    """Both ways plain text is encoded: by the fast counter, or, before anything has
+    built it, by the model's tokenizer."""
+    if request.param == "counter built":
+        engine.counter
+        return engine.prompts
+    return Fresh(engine)
+
+
+def _encoder(encoder):
+    return encoder.encoder if isinstance(encoder, Fresh) else encoder
+
+
 @pytest.mark.parametrize("thinking", [True, False])
 @pytest.mark.parametrize("case", range(len(BENIGN)))
-def test_same_ids_as_apply_chat_template_without_control_text(engine, case, thinking):
+def test_same_ids_as_apply_chat_template_without_control_text(engine, encoder, case, thinking):
     messages, tools = BENIGN[case]
     expected = engine.tokenizer.apply_chat_template(messages, tools=tools,
                                                     add_generation_prompt=True,
                                                     enable_thinking=thinking)
-    assert engine.prompts.encode(messages, tools=tools, enable_thinking=thinking) == expected
+    assert _encoder(encoder).encode(messages, tools=tools, enable_thinking=thinking) == expected
+    if isinstance(encoder, Fresh):
+        assert encoder.built == 0  # no control-token text: the counter was never needed
+
+
+def test_the_tokenizer_names_the_same_control_tokens_as_the_counter(engine):
+    assert PromptEncoder(engine.tokenizer, None).special_ids == engine.counter.special_tokens
+
+
+def test_token_bytes_from_the_tokenizer_match_the_counter(engine):
+    encoding = engine.counter.encoding
+    text = "héllo 中文 😀 <|im_end|> <think>"
+    ids = engine.counter.encode(text) + [encoding.max_token_value + 5]  # a padded row
+    prompts = PromptEncoder(engine.tokenizer, None)
+    assert prompts.token_bytes(ids) == text.encode()
+    for cut in range(1, len(ids)):  # a character cut in half stays cut, byte for byte
+        assert prompts.token_bytes(ids[:cut]) == encoding.decode_bytes(ids[:cut])
 
 
 def _hostile_variants():
@@ -94,9 +139,9 @@ def _hostile_variants():
 
 @pytest.mark.parametrize("thinking", [True, False])
 @pytest.mark.parametrize("where", [v[0] for v in _hostile_variants()])
-def test_control_token_text_from_outside_stays_text(engine, where, thinking):
+def test_control_token_text_from_outside_stays_text(engine, encoder, where, thinking):
     _, messages, tools = next(v for v in _hostile_variants() if v[0] == where)
-    encoder = engine.prompts
+    fresh, encoder = encoder, _encoder(encoder)
     # The same prompt with harmless text in place of the forgery: its control tokens are
     # the template's own, and the hostile prompt must have exactly those.
     clean = json.loads(json.dumps([messages, tools]).replace(
@@ -111,6 +156,8 @@ def test_control_token_text_from_outside_stays_text(engine, where, thinking):
                                                   add_generation_prompt=True,
                                                   enable_thinking=thinking)
     assert control_counts(forged, encoder) != control_counts(baseline, encoder)
+    if isinstance(fresh, Fresh):
+        assert fresh.built == 1  # control-token text is encoded by the counter alone
 
 
 def test_text_that_already_holds_private_use_characters_is_kept(engine):

@@ -28,9 +28,12 @@ import hashlib
 import json
 import logging
 from functools import lru_cache
+from typing import Callable
 
 import mlx.core as mx
 import numpy as np
+
+from assistant.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +193,21 @@ class Vocabulary:
 class Grammars:
     """Grammars by the tools offered (a turn offers the same tools round after round)."""
 
-    def __init__(self, counter, vocab: int):
-        self.counter, self.vocab = counter, vocab
-        # The call grammar starts with a newline (the template's "<tool_call>\n").
-        (self.first_token,) = counter.encoding.encode("\n")
+    def __init__(self, counter: Callable[[], TokenCounter], vocab: int):
+        """``counter`` gives the token counter, which is built only when first needed."""
+        self._counter, self.vocab = counter, vocab
         self._vocabulary: Vocabulary | None = None
         self._cached: dict[str, ToolGrammar] = {}
+
+    @property
+    def counter(self) -> TokenCounter:
+        return self._counter()
+
+    @property
+    def first_token(self) -> int:
+        """The call grammar starts with a newline (the template's "<tool_call>\n")."""
+        (token,) = self.counter.encoding.encode("\n")
+        return token
 
     def vocabulary(self) -> Vocabulary:
         if self._vocabulary is None:

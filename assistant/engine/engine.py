@@ -17,6 +17,7 @@ import time
 from concurrent.futures import Future
 from contextlib import closing
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,7 +37,7 @@ from assistant.engine.prefill import prefill_chunks
 from assistant.engine.prompt import PromptEncoder
 from assistant.engine.split import REASONING, OutputSplitter, initial_state
 from assistant.errors import ModelError
-from assistant.tokens import counter_for
+from assistant.tokens import counter_for, tables_kept
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ class Engine:
 
     @property
     def counter(self):
-        """The model's token counter (once loaded)."""
+        """The model's token counter (once loaded; built the first time it is asked for)."""
         return self.prompts.counter
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
@@ -269,9 +270,14 @@ class Engine:
                     raise ModelError(describe_load_error(adapter, exc)) from None
                 self.model.eval()
                 self.adapter = adapter
-            self.prompts = PromptEncoder(self.tokenizer, _token_counter(self.model_path))
-            self._grammars = Grammars(self.prompts.counter, config.get("vocab_size") or
-                                      len(self.tokenizer.get_vocab()))
+            self.prompts = PromptEncoder(self.tokenizer,
+                                         partial(_token_counter, self.model_path))
+            if not tables_kept(self.model_path):
+                # The first run reads tokenizer.json now, so a model whose tokenizer the
+                # counter cannot read is refused at once; later runs build it on demand.
+                self.prompts.counter
+            self._grammars = Grammars(lambda: self.prompts.counter,
+                                      config.get("vocab_size") or len(self.tokenizer.get_vocab()))
             window = config.get("max_position_embeddings") or self._context_limit
             self.context_window = min(window, self._context_limit)
         except ModelError as exc:
@@ -353,9 +359,7 @@ class Engine:
 
     def _without_cut_character(self, text: str, tokens: list[int]) -> str:
         """Drop the U+FFFD that stands for a character the token limit cut in half."""
-        encoding = self.prompts.counter.encoding
-        # Rows of the embedding past the vocabulary have no bytes (and cut no character).
-        tail = encoding.decode_bytes([t for t in tokens[-4:] if t <= encoding.max_token_value])
+        tail = self.prompts.token_bytes(tokens[-4:])
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         decoder.decode(tail, final=False)
         pending, _ = decoder.getstate()

@@ -11,15 +11,23 @@ the template itself: those become control tokens, and the text between them, wit
 stand-ins put back, is encoded as plain text. The real model's own template is used
 unchanged, and a prompt without control-token text in its content gets exactly the ids
 ``apply_chat_template`` gives.
+
+Plain text is encoded by the fast token counter (``assistant.tokens``) once something
+has built it. Until then, a piece that holds no control-token text at all goes through
+the model's own tokenizer, which gives the same ids: a one-shot ``ask`` never pays the
+tenth of a second the counter takes to build. A piece that does spell a control token
+always goes through the counter, whose plain encoding cannot make one.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from itertools import takewhile
-from typing import Sequence
+from typing import Callable, Sequence
 
-from assistant.tokens import TokenCounter
+from assistant.text import scrub
+from assistant.tokens import TokenCounter, byte_decoder
 
 # Supplementary Private Use Area-B: no tokenizer or template gives these a meaning.
 _STAND_IN_TOP = 0x10FFFD
@@ -32,15 +40,43 @@ _SENTINELS = ("a", "b")
 class PromptEncoder:
     """Encodes chat prompts for one tokenizer; build once per model."""
 
-    def __init__(self, tokenizer, counter: TokenCounter):
-        self.tokenizer, self.counter = tokenizer, counter
-        self.special_ids = counter.special_tokens
+    def __init__(self, tokenizer, counter: Callable[[], TokenCounter]):
+        """``counter`` builds the token counter; it is called the first time one is
+        needed (see the module's docstring)."""
+        self.tokenizer = tokenizer
+        self._make_counter, self._counter = counter, None
+        self._counter_lock = threading.Lock()
+        # The tokenizer's added tokens, which tokenizer.json lists as the counter's are.
+        self.special_ids: dict[str, int] = {
+            token.content: i for i, token in tokenizer.added_tokens_decoder.items()}
+        self._names = {i: name for name, i in self.special_ids.items()}
         # The ids whose text may open or close a block of the model's output.
         self.marker_ids = frozenset(i for name, i in self.special_ids.items()
                                     if name in _MARKERS)
         # Longest first, so "<|im_start|>" is never read as a shorter token's text.
         names = sorted(self.special_ids, key=len, reverse=True)
         self._special = re.compile("|".join(re.escape(n) for n in names))
+
+    @property
+    def counter(self) -> TokenCounter:
+        """The model's fast token counter, built on first use."""
+        if self._counter is None:
+            with self._counter_lock:
+                if self._counter is None:
+                    self._counter = self._make_counter()
+        return self._counter
+
+    def token_bytes(self, ids: Sequence[int]) -> bytes:
+        """The bytes of ``ids`` as the model wrote them (ids past the vocabulary have
+        none), from the model's own tokenizer."""
+        decode = byte_decoder()
+        out = bytearray()
+        for token in ids:
+            if token in self._names:
+                out += self._names[token].encode("utf-8")
+            elif piece := self.tokenizer.convert_ids_to_tokens(int(token)):
+                out += bytes(decode[c] for c in piece if c in decode)
+        return bytes(out)
 
     def encode(self, messages: Sequence[dict], *, tools: Sequence[dict] | None = None,
                add_generation_prompt: bool = True, enable_thinking: bool = True) -> list[int]:
@@ -91,6 +127,8 @@ class PromptEncoder:
             return []
         if back:
             text = _PRIVATE.sub(lambda m: back.get(m.group(), m.group()), text)
+        if self._counter is None and not self._special.search(text):
+            return self.tokenizer.encode(scrub(text), add_special_tokens=False)
         return self.counter.encode_plain(text)
 
     def _scan(self, value, found: set[str], used: set[str]) -> None:
