@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ask":
             return ask(args, settings)
         if args.command == "bench":
-            from assistant.bench import run_bench
+            from assistant.bench.run import run_bench
 
             return run_bench(args, settings)
         if args.command == "summarize":

@@ -44,7 +44,7 @@ def test_bench_json_reports_every_figure(fixture_model):
 def test_cache_reuse_counts_what_idle_prefill_leaves_to_do(engine):
     """Counts, not time: with idle prefill only each new message (or tool result) and the
     template tokens around it are prefilled; without it, the history is prefilled too."""
-    from assistant.bench_reuse import measure_reuse
+    from assistant.bench.reuse import measure_reuse
 
     with_idle, without = measure_reuse(engine), measure_reuse(engine, idle_prefill=False)
     for key in REUSE:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from assistant.chat.store import ChatStore
-from assistant.tui.bench import Tmux, assistant_command, processes_with
+from assistant.bench.chat_app import Tmux, assistant_command, processes_with
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 

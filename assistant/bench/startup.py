@@ -12,7 +12,7 @@ Each side is the real command in a fresh process, as a user runs it. The three c
 in an order that rotates from group to group, after one warm-up group (which also leaves
 the servers' tool lists in the bench's own app home, as any earlier run would). Each
 ratio is ask ÷ raw within one group; the median over the groups is reported with its
-spread (see ``benchstats``).
+spread (see ``stats``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from assistant.benchstats import MIN_PAIRS, median, ratios
+from assistant.bench.stats import MIN_PAIRS, median, ratios
 from assistant.errors import UserError
 
 PROMPT = "Hello"

@@ -3,7 +3,7 @@
 What a user of a server waits for is its time to first token and its decode speed; what
 the app adds on top is the engine's event stream (parsing reasoning and tool calls,
 statistics). Each figure is measured through the app's engine and through a bare
-``openai`` stream of the very same request, in interleaved pairs (``benchstats``), so the
+``openai`` stream of the very same request, in interleaved pairs (``stats``), so the
 ratio says what the app costs whatever the server and the network do.
 """
 
@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 
-from assistant import benchstats
+from assistant.bench.stats import median, ratios
 from assistant.errors import UserError
 
 SHORT_PROMPT = "Explain in a few sentences why the sky is blue."
@@ -74,9 +74,9 @@ def measure_remote(engine, max_tokens: int, long_prompt_tokens: int, repeats: in
         figures = {}
         for key in ("ttft_s", "decode_tps"):
             figures[key] = {
-                "app": round(benchstats.median([a[key] for a in app]), 4),
-                "raw": round(benchstats.median([r[key] for r in raw]), 4),
-                "ratio": benchstats.ratios([a[key] for a in app],
+                "app": round(median([a[key] for a in app]), 4),
+                "raw": round(median([r[key] for r in raw]), 4),
+                "ratio": ratios([a[key] for a in app],
                                            [r[key] for r in raw]).as_dict()}
         figures["prompt_tokens"] = app[-1]["prompt_tokens"]
         figures["generated_tokens"] = app[-1]["generated_tokens"]

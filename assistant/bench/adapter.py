@@ -1,15 +1,15 @@
 """``assistant bench --adapter DIR``: what an adapter costs at decode time.
 
 The base model and the same model with the adapter are loaded side by side and decode
-the same prompt with the same seed in interleaved pairs (``benchstats``); the ratio is
+the same prompt with the same seed in interleaved pairs (``stats``); the ratio is
 adapter ÷ base decode tokens/s. mlx-lm runs a LoRA layer as the base layer plus two
 small matrix products, so the cost grows with the rank and the number of layers.
 """
 
 from __future__ import annotations
 
-from assistant.bench import SHORT_PROMPT, Bench
-from assistant.benchstats import median, ratios
+from assistant.bench.decode import SHORT_PROMPT, Bench
+from assistant.bench.stats import median, ratios
 from assistant.engine import Engine
 
 

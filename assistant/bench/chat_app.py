@@ -7,7 +7,7 @@ streams, and the first frame must come before the model has loaded.
 Both sides of ``measure_tui`` run on the same loaded model, the same templated prompt and
 the same number of tokens (end-of-turn tokens are banned), in ``repeats`` interleaved
 pairs; the decode ratio is the median of the per-pair ratios, with their spread
-(``benchstats``). TESTING.md §5: these are figures to print, never test assertions.
+(``stats``). TESTING.md §5: these are figures to print, never test assertions.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from textual import events
 from textual.binding import Binding
 
-from assistant.benchstats import ratios
+from assistant.bench.stats import ratios
 from assistant.chat.store import ChatStore
 from assistant.config import DIRECT_SAMPLING, Settings
 from assistant.tui.app import ChatApp, create_app
@@ -113,7 +113,7 @@ async def _measure_tui(model_path: Path, max_tokens: int, prompt: str, repeats: 
 
 def _raw_decode(engine, messages: list[dict], processors, max_tokens: int) -> float:
     """Raw ``mlx_lm.stream_generate`` on the engine's thread, as ``assistant bench`` does."""
-    from assistant.bench import raw_run
+    from assistant.bench.decode import raw_run
 
     return raw_run(engine, messages, max_tokens=max_tokens, processors=processors).decode_tps
 
@@ -209,7 +209,7 @@ def measure_startup(model_path: Path | str, *, mcp: bool = False) -> dict:
 
 
 def main() -> None:
-    """``python -m assistant.tui.bench MODEL_DIR [MAX_TOKENS]``: print the figures."""
+    """``python -m assistant.bench.chat_app MODEL_DIR [MAX_TOKENS]``: print the figures."""
     model = sys.argv[1]
     tokens = int(sys.argv[2]) if len(sys.argv) > 2 else 128
     for name, figures in (("startup", measure_startup(model)),

@@ -10,7 +10,7 @@ idle prefill has finished. The figure is cached ÷ prompt tokens of the request 
 follows the pause; what no prefill can hold is the new message itself and the few
 template tokens that close it and open the answer.
 
-    python -m assistant.bench_reuse --model M [--no-idle-prefill] [--json]
+    python -m assistant.bench.reuse --model M [--no-idle-prefill] [--json]
 
 (``assistant bench`` reports the same figures; ``--no-idle-prefill`` gives them as they
 were before idle prefill.)
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     from assistant.config import load_settings
     from assistant.errors import UserError
 
-    parser = argparse.ArgumentParser(prog="python -m assistant.bench_reuse",
+    parser = argparse.ArgumentParser(prog="python -m assistant.bench.reuse",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="Hugging Face repo id or local model directory")
     parser.add_argument("--no-idle-prefill", action="store_true",
