@@ -34,7 +34,7 @@ class Score:
 
 
 def run_eval(args, settings) -> int:
-    from assistant.cli_tune import data_dir
+    from assistant.cli.tune import data_dir
     from assistant.engine.remote import is_remote
     from assistant.tune.train import read_split
 
@@ -72,7 +72,7 @@ def run_eval(args, settings) -> int:
 
 def find_adapter(given: Path | None) -> Path:
     """``--adapter``, else the newest folder ``tune run`` made."""
-    from assistant.cli_tune import adapters_dir
+    from assistant.cli.tune import adapters_dir
 
     if given is not None:
         path = Path(given).expanduser()

@@ -12,6 +12,7 @@ import json
 import sys
 from contextlib import closing
 
+from assistant.cli.terminal import printable
 from assistant.errors import UserError
 
 
@@ -79,9 +80,7 @@ def _shown(text: str) -> str:
     control characters are shown, not obeyed. Piped, it passes as it is."""
     if not sys.stdout.isatty():
         return text
-    from assistant.cli import _printable
-
-    return _printable(text)
+    return printable(text)
 
 
 def read_text(host, server: str, uri: str) -> str:

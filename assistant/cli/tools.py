@@ -82,9 +82,9 @@ def run(args, settings) -> int:
     if command == "call":
         return _call(args, servers)
     if command in ("resources", "read", "prompts", "prompt"):
-        from assistant import cli_resources
+        from assistant.cli import resources
 
-        return cli_resources.run(args, servers)
+        return resources.run(args, servers)
     with closing(start_host(servers)) as host:
         states = list(host.servers.values())
         status = {s.config.name: s.status for s in states}  # before close() stops them
@@ -230,7 +230,7 @@ def _call(args, servers) -> int:
         if args.tool not in {t.name for t in state.tools}:
             names = ", ".join(t.name for t in state.tools)
             raise UserError(f"{args.server} has no tool {args.tool!r} (it has: {names})")
-        from assistant.cli_mcp import ProgressLine, terminal_elicitor
+        from assistant.cli.mcp import ProgressLine, terminal_elicitor
 
         host.elicit = terminal_elicitor(stdin_used=False)
         progress = ProgressLine()

@@ -11,6 +11,7 @@ import shutil
 import sys
 import threading
 
+from assistant.cli.terminal import drop_typed_ahead, open_terminal, printable
 from assistant.mcp.elicit import CANCEL, DECLINE, Answer, Elicitation, Field, parse
 
 CLEAR = "\r\x1b[K"  # back to the start of the line, and erase it
@@ -29,10 +30,8 @@ class ProgressLine:
     def show(self, text: str) -> None:
         if not self.live:
             return
-        from assistant.cli import _printable
-
         width = shutil.get_terminal_size().columns - 1
-        line = _printable(text).replace("\n", " ")[:max(width, 10)]  # never wraps
+        line = printable(text).replace("\n", " ")[:max(width, 10)]  # never wraps
         with self._lock:
             self.stream.write(CLEAR + line)
             self.stream.flush()
@@ -69,9 +68,7 @@ def link_lines(server: str | None, result: str) -> list[str]:
 
 
 def _printable_line(text: str) -> str:
-    from assistant.cli import _printable
-
-    return _printable(text).replace("\n", " ")
+    return printable(text).replace("\n", " ")
 
 
 def terminal_elicitor(stdin_used: bool):
@@ -82,14 +79,12 @@ def terminal_elicitor(stdin_used: bool):
     asking = threading.Lock()  # one question at a time on one terminal
 
     def elicit(request: Elicitation, given_up: threading.Event) -> Answer:
-        from assistant.cli import _drop_typed_ahead, _open_terminal
-
         with asking:
-            tty = _open_terminal(stdin_used)
+            tty = open_terminal(stdin_used)
             if tty is None:
                 return DECLINE
             try:
-                _drop_typed_ahead(tty)
+                drop_typed_ahead(tty)
                 if request.url:
                     return _ask_url(request, tty, given_up)
                 return _ask_form(request, tty, given_up)
@@ -103,9 +98,7 @@ def terminal_elicitor(stdin_used: bool):
 
 
 def _say(text: str) -> None:
-    from assistant.cli import _printable
-
-    sys.stderr.write(_printable(text))
+    sys.stderr.write(printable(text))
     sys.stderr.flush()
 
 
@@ -176,8 +169,6 @@ def _ask_form(request: Elicitation, tty, given_up) -> Answer:
 
 
 def _question(field: Field) -> str:
-    from assistant.cli import _printable
-
     hint = {"integer": "a whole number", "number": "a number", "boolean": "y/n"}.get(field.kind)
     if field.kind == "enum":
         hint = " ".join(f"[{i}] {label}" for i, label in enumerate(field.labels, 1))
@@ -186,4 +177,4 @@ def _question(field: Field) -> str:
     shown = {True: "yes", False: "no"}.get(field.default, field.default) \
         if isinstance(field.default, bool) else field.default
     default = "" if shown is None else f" [{shown}]"
-    return _printable(f"  {field.title}{f' ({about})' if about else ''}{default}: ")
+    return printable(f"  {field.title}{f' ({about})' if about else ''}{default}: ")
