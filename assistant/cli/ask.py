@@ -9,11 +9,14 @@ import json
 import sys
 from dataclasses import asdict
 
-from assistant.cli.terminal import drop_typed_ahead, open_terminal, printable
+from assistant.cli.terminal import (ProgressLine, download_progress, drop_typed_ahead,
+                                    open_terminal, printable)
 from assistant.errors import UserError
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+# What `ask --json` prints, in this order; --help and the README list the same keys.
+JSON_KEYS = ("answer", "thinking", "finish_reason", "model", "adapter", "tool_calls", "stats")
 
 
 def read_prompt(arg: str | None) -> str:
@@ -124,7 +127,9 @@ def _answer(args, settings, prompt: str, host) -> int:
         constrain_tool_calls=settings.constrained_tool_calls and not args.no_constrain,
     )
     reported: set[str] = set()
-    with open_engine(args.model, settings, adapter=args.adapter) as engine:
+    with download_progress(args.model or settings.model) as progress:
+        engine = open_engine(args.model, settings, adapter=args.adapter, progress=progress)
+    with engine:
         # Read while the model loads: a server's answer and the weights come in together.
         mcp_messages, attached = _mcp_messages(args, host, prompt) \
             if args.attach or args.mcp_prompt else (None, [])
@@ -187,7 +192,7 @@ def _warn_failed(host, reported: set[str]) -> set[str]:
 
 def _print_outcome(args, options, outcome, printer, model: str, adapter: str | None) -> int:
     if args.json:
-        print(json.dumps({
+        print(json.dumps({  # the keys of JSON_KEYS
             "answer": outcome.text,
             "thinking": outcome.thinking,
             "finish_reason": outcome.finish_reason,
@@ -219,7 +224,7 @@ class _Printer:
         self.dim = sys.stderr.isatty()
         self.text_shown = self.thinking_shown = False
         self.ends_with_newline = True
-        self.progress = None  # mcp.ProgressLine, once a call reports progress
+        self.progress = None  # terminal.ProgressLine, once a call reports progress
 
     def on_event(self, event) -> None:
         from assistant.engine import TextDelta, ThinkingDelta
@@ -245,8 +250,6 @@ class _Printer:
         name = f"{call.server}/{call.tool}" if call.server else (call.name or "tool call")
         if call.status == "running" and call.progress:  # from the host's thread
             if self.progress is None:
-                from assistant.cli.mcp import ProgressLine
-
                 self.progress = ProgressLine()
             self.progress.show(f"[tool] {name}: {call.progress}")
             return

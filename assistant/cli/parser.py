@@ -37,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="thinking tokens before the model must answer")
     ask.add_argument("--system", help="system prompt ('' for none)")
     ask.add_argument("--seed", type=int, help="random seed, for repeatable answers")
+    from assistant.cli.ask import JSON_KEYS
+
     ask.add_argument("--json", action="store_true",
-                     help="print one JSON object: answer, thinking, tool calls, stats")
+                     help=f"print one JSON object: {', '.join(JSON_KEYS)}")
     _mcp_options(ask)
     ask.add_argument("--no-constrain", action="store_true",
                      help="let tool calls be decoded freely, as without a grammar (for "
@@ -61,10 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     summ.add_argument("paths", nargs="+", metavar="PATH", help="note files or folders, or -")
     summ.add_argument("-o", "--output", metavar="FILE|DIR",
                       help="write to FILE, or into DIR (an existing folder, or a path ending "
-                           "in /): one file per note plus digest.md")
-    summ.add_argument("--format", choices=("md", "json"), default="md")
+                           "in /): one file per note plus the digest (NOTE.summary.md and "
+                           "digest.md; with --format json, NOTE.summary.json and digest.json)")
+    summ.add_argument("--format", choices=("md", "json"), default="md",
+                      help="md: Markdown (default); json: one object with each note's summary, "
+                           "the digest and the run's figures")
     _model_options(summ)
-    summ.add_argument("--length", choices=("short", "medium", "long"), default="medium")
+    summ.add_argument("--length", choices=("short", "medium", "long"), default="medium",
+                      help="each summary in 2-3 bullet points (short), 5-8 (medium, the "
+                           "default) or an outline of up to 15 (long)")
     summ.add_argument("--max-tokens", type=_positive,
                       help="longest summary in tokens (default: set by --length)")
     summ.add_argument("--glob", action="append", metavar="PATTERN",

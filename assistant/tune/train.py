@@ -172,8 +172,11 @@ class Trainer:
         mean = sum(self.lengths) / len(self.lengths)
         per_step = seconds * min(1.0, mean / max(self.lengths[longest], 1))
         total = per_step * self.args.iters
+        from assistant.cli.terminal import counted
+
         return (f"Training {self.out.name} on {self.model_path.name}: "
-                f"{self.counts['train']} examples ({self.counts['valid']} to validate), "
+                f"{counted(self.counts['train'], 'example')} ({self.counts['valid']} to "
+                f"validate), "
                 f"{self.args.iters} steps of {self.args.batch_size}, LoRA rank {self.args.rank} "
                 f"on the last {self.args.layers} blocks ({trainable:,} weights trained).\n"
                 f"About {_duration(total)} and {peak:.2f} GB at most (measured on one step "
