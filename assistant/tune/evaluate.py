@@ -52,10 +52,12 @@ def run_eval(args, settings) -> int:
     examples = examples[:args.limit] if args.limit else examples
     adapter = find_adapter(args.adapter)
 
+    from assistant.cli.terminal import download_progress
     from assistant.engine.engine import Engine
     from assistant.engine.model import resolve_model
 
-    model_path = resolve_model(spec)
+    with download_progress(spec) as shown:
+        model_path = resolve_model(spec, progress=shown)
     scores = {}
     for label, folder_ in (("base", None), ("adapter", adapter)):
         with Engine(model_path, context_limit=settings.context_limit, adapter=folder_) as engine:

@@ -47,9 +47,11 @@ def run_train(args, settings) -> int:
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} already holds an adapter: choose another --name")
 
+    from assistant.cli.terminal import download_progress
     from assistant.engine import resolve_model
 
-    model_path = resolve_model(model_spec)
+    with download_progress(model_spec) as shown:
+        model_path = resolve_model(model_spec, progress=shown)
     trainer = Trainer(model_path, args, train_rows, valid_rows, out)
     estimate = trainer.estimate()
     print(estimate, file=sys.stderr)
