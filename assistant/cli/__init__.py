@@ -5,9 +5,11 @@
     summarize.py  ``summarize``: notes in, summaries and a digest out
     tools.py      ``tools``: list, check and call the MCP servers
     resources.py  ``tools resources|read|prompts|prompt``, ``ask --attach/--prompt``
-    mcp.py        what a tool call shows and asks on the terminal (progress, elicitation)
+    mcp.py        what MCP servers show and ask on the terminal (start-up, progress,
+                  elicitation)
     tune.py       ``tune``: an adapter from the user's own tool calls
-    terminal.py   what the commands share on a terminal (safe text, the keyboard)
+    terminal.py   what the commands share on a terminal (safe text, counts, the keyboard,
+                  one progress line, the model download)
 
 Each command's module is imported only when it runs, so ``assistant ask`` loads neither
 the chat app nor, without tools, the MCP SDK. User errors are one line and exit 2.
