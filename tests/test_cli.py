@@ -119,7 +119,7 @@ def test_the_chat_app_needs_a_terminal(fixture_model):
 def test_tool_approval_without_a_terminal_denies_unless_allowed(monkeypatch):
     import io
 
-    from assistant.cli import _terminal_approver
+    from assistant.cli.ask import _terminal_approver
 
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # no terminal to ask on
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith(("linux", "darwin"))
 CHILD = textwrap.dedent("""
     import fcntl, os, sys, termios
     from types import SimpleNamespace
-    from assistant.cli import _terminal_approver
+    from assistant.cli.ask import _terminal_approver
 
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     go, done, stdin_used = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"

@@ -164,7 +164,7 @@ def test_ask_shows_progress_on_one_terminal_line(engine, hf_tokenizer, fixture_m
     stderr a real terminal."""
     from assistant.chat.tooling import make_tools
     from assistant.chat.turn import Turn
-    from assistant.cli import _Printer
+    from assistant.cli.ask import _Printer
     from assistant.engine import ChatCache, GenerationOptions
     from assistant.mcp.host import McpHost
     from assistant.tokens import counter_for
@@ -242,7 +242,7 @@ def test_ask_shows_resource_links_with_how_to_attach_them(engine, hf_tokenizer,
                                                           fixture_model, tmp_path, capsys):
     from assistant.chat.tooling import make_tools
     from assistant.chat.turn import Turn
-    from assistant.cli import _Printer
+    from assistant.cli.ask import _Printer
     from assistant.engine import ChatCache, GenerationOptions
     from assistant.mcp.host import McpHost
     from assistant.tokens import counter_for

@@ -30,7 +30,10 @@ def run_bench(args, settings) -> int:
 
         args.max_tokens = args.max_tokens or DEFAULT_MAX_TOKENS
         return run_remote_bench(args, settings, progress, quiet)
-    model_path = resolve_model(args.model or settings.model)
+    from assistant.cli.terminal import download_progress
+
+    with download_progress(args.model or settings.model) as shown:
+        model_path = resolve_model(args.model or settings.model, progress=shown)
 
     if args.startup:
         from assistant.bench import startup

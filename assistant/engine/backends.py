@@ -18,10 +18,12 @@ __all__ = ["is_remote", "open_engine"]
 
 
 def open_engine(model: str | None, settings: Settings, *, tool_calls: bool = False,
-                adapter: Path | str | None = None):
+                adapter: Path | str | None = None, progress=None):
     """The engine for ``model`` (the settings' model if None), loading in the background:
     call ``wait_loaded()`` before the first request. ``tool_calls``: see ``Engine``;
-    ``adapter``: a LoRA/DoRA folder (the settings' ``adapter`` if None)."""
+    ``adapter``: a LoRA/DoRA folder (the settings' ``adapter`` if None); ``progress``:
+    called as ``progress(done_bytes, total_bytes)`` while the model downloads, if it
+    must (see ``resolve_model``). The download happens here, before this returns."""
     spec = str(model or settings.model)
     adapter = adapter or settings.adapter
     if is_remote(spec):
@@ -37,7 +39,7 @@ def open_engine(model: str | None, settings: Settings, *, tool_calls: bool = Fal
     from assistant.engine.engine import Engine
     from assistant.engine.model import resolve_model
 
-    return Engine(resolve_model(spec), context_limit=settings.context_limit,
+    return Engine(resolve_model(spec, progress=progress), context_limit=settings.context_limit,
                   tool_calls=tool_calls, adapter=adapter)
 
 

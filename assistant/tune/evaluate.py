@@ -34,7 +34,7 @@ class Score:
 
 
 def run_eval(args, settings) -> int:
-    from assistant.cli_tune import data_dir
+    from assistant.cli.tune import data_dir
     from assistant.engine.remote import is_remote
     from assistant.tune.train import read_split
 
@@ -52,10 +52,12 @@ def run_eval(args, settings) -> int:
     examples = examples[:args.limit] if args.limit else examples
     adapter = find_adapter(args.adapter)
 
+    from assistant.cli.terminal import download_progress
     from assistant.engine.engine import Engine
     from assistant.engine.model import resolve_model
 
-    model_path = resolve_model(spec)
+    with download_progress(spec) as shown:
+        model_path = resolve_model(spec, progress=shown)
     scores = {}
     for label, folder_ in (("base", None), ("adapter", adapter)):
         with Engine(model_path, context_limit=settings.context_limit, adapter=folder_) as engine:
@@ -72,7 +74,7 @@ def run_eval(args, settings) -> int:
 
 def find_adapter(given: Path | None) -> Path:
     """``--adapter``, else the newest folder ``tune run`` made."""
-    from assistant.cli_tune import adapters_dir
+    from assistant.cli.tune import adapters_dir
 
     if given is not None:
         path = Path(given).expanduser()

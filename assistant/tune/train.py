@@ -25,7 +25,7 @@ CHECKPOINTS = 5  # saves over a run; Ctrl+C keeps the latest
 
 
 def run_train(args, settings) -> int:
-    from assistant.cli_tune import adapters_dir, data_dir
+    from assistant.cli.tune import adapters_dir, data_dir
     from assistant.engine.remote import is_remote
 
     model_spec = args.model or settings.model
@@ -47,9 +47,11 @@ def run_train(args, settings) -> int:
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} already holds an adapter: choose another --name")
 
+    from assistant.cli.terminal import download_progress
     from assistant.engine import resolve_model
 
-    model_path = resolve_model(model_spec)
+    with download_progress(model_spec) as shown:
+        model_path = resolve_model(model_spec, progress=shown)
     trainer = Trainer(model_path, args, train_rows, valid_rows, out)
     estimate = trainer.estimate()
     print(estimate, file=sys.stderr)
@@ -172,8 +174,11 @@ class Trainer:
         mean = sum(self.lengths) / len(self.lengths)
         per_step = seconds * min(1.0, mean / max(self.lengths[longest], 1))
         total = per_step * self.args.iters
+        from assistant.cli.terminal import counted
+
         return (f"Training {self.out.name} on {self.model_path.name}: "
-                f"{self.counts['train']} examples ({self.counts['valid']} to validate), "
+                f"{counted(self.counts['train'], 'example')} ({self.counts['valid']} to "
+                f"validate), "
                 f"{self.args.iters} steps of {self.args.batch_size}, LoRA rank {self.args.rank} "
                 f"on the last {self.args.layers} blocks ({trainable:,} weights trained).\n"
                 f"About {_duration(total)} and {peak:.2f} GB at most (measured on one step "

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import closing
 
+from assistant.cli.terminal import counted, printable, shorten
 from assistant.errors import UserError
 
 
@@ -49,10 +49,17 @@ def choose(servers, name: str | None):
 
 
 def ready(host, name: str):
+    """The server's state, if it is up; else one line saying why not and where to look."""
     state = host.servers[name]
-    if state.status != "ready":
-        raise UserError(f"MCP server {name!r} is {state.status}: {state.error}")
-    return state
+    if state.status == "ready":
+        return state
+    if state.status == "disabled":
+        raise UserError(f"MCP server {name!r} is disabled in the config; remove its "
+                        "\"disabled\" key to use it")
+    from assistant.chat.tooling import server_problems
+
+    line = next(iter(server_problems(host, skip=set(host.servers) - {name})), None)
+    raise UserError(line or f"MCP server {name!r} is {state.status}: {state.error}")
 
 
 def attachment(ref: str, text: str) -> str:
@@ -79,9 +86,7 @@ def _shown(text: str) -> str:
     control characters are shown, not obeyed. Piped, it passes as it is."""
     if not sys.stdout.isatty():
         return text
-    from assistant.cli import _printable
-
-    return _printable(text)
+    return printable(text)
 
 
 def read_text(host, server: str, uri: str) -> str:
@@ -135,13 +140,14 @@ def _suggest(host, server: str, prompt: str, argument: str, known: dict[str, str
 
 
 def run(args, servers) -> int:
-    from assistant.chat.tooling import server_noise, start_host
+    from assistant.chat.tooling import server_noise
+    from assistant.cli.mcp import servers_started
 
     command = args.tools_command
     if command == "prompt":  # a malformed argument fails before any server starts
         args.arguments = parse_pairs(args.arguments)
     chosen = choose(servers, getattr(args, "server", None))
-    with closing(start_host(chosen)) as host:
+    with servers_started(chosen) as host:
         if command == "resources":
             code = _resources(args, host)
         elif command == "read":
@@ -178,8 +184,9 @@ def listed(host, method: str, single: str | None) -> dict[str, list]:
 def _resources(args, host) -> int:
     def row(r) -> str:
         kind = "template" if r.template else (r.mime_type or "")
-        about = r.description.splitlines()[0] if r.description else r.name
-        return f"    {r.uri:<36}{kind:<16}{about}"[:110]
+        about = (r.description or "").strip().partition("\n")[0] or r.name
+        row = f"    {r.uri:<36}{kind:<16}"
+        return row + shorten(about, max(110 - len(row), 20))
 
     return _listing(args, listed(host, "resources", args.server), "resource", row,
                     lambda r: {"server": r.server, "uri": r.uri, "name": r.name,
@@ -205,7 +212,7 @@ def _prompts(args, host) -> int:
         usage = " ".join(a.name + "=…" if a.required else f"[{a.name}=…]" for a in p.arguments)
         line = f"    {p.name} {usage}".rstrip()
         if p.description:
-            line += "\n" + f"        {p.description.splitlines()[0]}"[:110]
+            line += "\n        " + shorten(p.description.strip().partition("\n")[0], 102)
         return line
 
     return _listing(args, listed(host, "prompts", args.server), "prompt", row,
@@ -224,7 +231,7 @@ def _listing(args, found: dict, noun: str, row, as_json) -> int:
     for server, items in found.items():
         if args.server is None and not items:
             continue
-        print(f"{server}: {len(items)} {noun}{'s' if len(items) != 1 else ''}")
+        print(f"{server}: {counted(len(items), noun)}")
         for item in items:
             print(row(item))
     return 0

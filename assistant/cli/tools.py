@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import closing
 from pathlib import Path
 
+from assistant.cli.terminal import counted, shorten
 from assistant.errors import UserError
 # Only the config module is imported up front: it is light, and the parser needs it.
 # The host, the SDK and the engine load when a command runs, so `assistant` starts fast.
 from assistant.mcp.config import claude_config_file, config_file, import_claude
+
+LINE_WIDTH = 100  # a tool's row in `tools list`; its description is cut to fit
 
 
 def add_parser(commands) -> None:
@@ -21,48 +23,55 @@ def add_parser(commands) -> None:
     sub = tools.add_subparsers(dest="tools_command", required=True,
                                parser_class=type(tools))
     list_ = sub.add_parser("list", help="servers, their state, tools and token cost")
-    list_.add_argument("--json", action="store_true")
+    list_.add_argument("--json", action="store_true",
+                       help="print one JSON list: each server's state, tools and token cost")
     sub.add_parser("test", help="start each server, report handshake time and errors")
     call = sub.add_parser("call", help="call one tool directly")
-    call.add_argument("server")
-    call.add_argument("tool")
+    call.add_argument("server", metavar="SERVER", help="the server's name in mcp.json (see "
+                      "assistant tools list)")
+    call.add_argument("tool", metavar="TOOL", help="the tool's name (see assistant tools list)")
     call.add_argument("arguments", nargs="?", default="{}", help="a JSON object (default {})")
     call.add_argument("--timeout", type=float, help="seconds (default: the server's timeout)")
-    call.add_argument("--json", action="store_true")
+    call.add_argument("--json", action="store_true",
+                      help="print one JSON object: ok, text, error, duration_s")
     resources = sub.add_parser("resources", help="the resources and resource templates "
                                "servers offer")
     resources.add_argument("server", nargs="?", help="only this server")
-    resources.add_argument("--json", action="store_true")
+    resources.add_argument("--json", action="store_true", help="print one JSON list")
     read = sub.add_parser("read", help="print one resource (binary ones are described)")
-    read.add_argument("server")
+    read.add_argument("server", metavar="SERVER", help="the server that offers the resource")
     read.add_argument("uri", help="e.g. notes:///ideas.md")
     prompts = sub.add_parser("prompts", help="the prompts servers offer, with their arguments")
     prompts.add_argument("server", nargs="?", help="only this server")
-    prompts.add_argument("--json", action="store_true")
+    prompts.add_argument("--json", action="store_true", help="print one JSON list")
     prompt = sub.add_parser("prompt", help="fill in one prompt and print its messages")
-    prompt.add_argument("server")
-    prompt.add_argument("name")
-    prompt.add_argument("arguments", nargs="*", metavar="key=value")
+    prompt.add_argument("server", metavar="SERVER", help="the server that offers the prompt")
+    prompt.add_argument("name", metavar="NAME", help="the prompt's name (see assistant tools "
+                        "prompts)")
+    prompt.add_argument("arguments", nargs="*", metavar="key=value",
+                        help="the prompt's arguments, e.g. topic=rain")
     imp = sub.add_parser("import-claude", help="copy servers from Claude Desktop's config")
     imp.add_argument("path", nargs="?", type=Path,
                      help=f"Claude's config file (default {claude_config_file()})")
     sub.add_parser("approvals", help="the stored always/never choices")
     revoke = sub.add_parser("revoke", help="forget stored choices for a server or one tool")
-    revoke.add_argument("server")
-    revoke.add_argument("tool", nargs="?")
+    revoke.add_argument("server", metavar="SERVER", help="the server whose choices to forget")
+    revoke.add_argument("tool", nargs="?", metavar="TOOL",
+                        help="only this tool's choice (default: all of the server's)")
     login = sub.add_parser("login", help="log in to a remote server that uses OAuth "
                            "(opens the browser; tokens are kept in the config dir)")
-    login.add_argument("server")
+    login.add_argument("server", metavar="SERVER", help="the remote server's name in mcp.json")
     login.add_argument("--no-browser", action="store_true",
                        help="print the login URL only, do not open a browser")
     logout = sub.add_parser("logout", help="forget a remote server's OAuth tokens")
-    logout.add_argument("server")
+    logout.add_argument("server", metavar="SERVER", help="the remote server's name in mcp.json")
     for p in (list_, sub.choices["test"], call, resources, read, prompts, prompt, login):
         p.add_argument("--mcp-config", type=Path, help=f"server config (default {config_file()})")
 
 
 def run(args, settings) -> int:
-    from assistant.chat.tooling import configured_servers, server_noise, start_host
+    from assistant.chat.tooling import configured_servers, server_noise
+    from assistant.cli.mcp import servers_started
     from assistant.mcp.catalog import Catalog
 
     command = args.tools_command
@@ -82,10 +91,10 @@ def run(args, settings) -> int:
     if command == "call":
         return _call(args, servers)
     if command in ("resources", "read", "prompts", "prompt"):
-        from assistant import cli_resources
+        from assistant.cli import resources
 
-        return cli_resources.run(args, servers)
-    with closing(start_host(servers)) as host:
+        return resources.run(args, servers)
+    with servers_started(servers) as host:
         states = list(host.servers.values())
         status = {s.config.name: s.status for s in states}  # before close() stops them
         catalog = Catalog(host.tools(), _counter(settings))
@@ -109,16 +118,19 @@ def run(args, settings) -> int:
         return 0
     for s in states:
         resources, prompts = offered.get(s.config.name, (0, 0))
-        detail = f"{len(s.tools)} tools, {resources} resources, {prompts} prompts, " \
-            f"{costs.get(s.config.name, 0):,} tokens" \
+        detail = ", ".join([counted(len(s.tools), "tool"), counted(resources, "resource"),
+                            counted(prompts, "prompt"),
+                            counted(costs.get(s.config.name, 0), "token")]) \
             if status[s.config.name] == "ready" else (s.error or "")
         flags = " trusted" if s.config.trust else ""
         print(f"{s.config.name:<14}{status[s.config.name]:<10}{s.config.transport:<7}{detail}{flags}")
         for t in s.tools:
             hint = "read-only" if t.read_only else ("destructive" if t.destructive else "")
-            print(f"    {t.name:<22}{hint:<13}{t.description.splitlines()[0] if t.description else ''}"[:100])
+            row = f"    {t.name:<22}{hint:<13}"
+            about = (t.description or "").strip().partition("\n")[0]
+            print(row + shorten(about, max(LINE_WIDTH - len(row), 20)))
     total = sum(costs.values())
-    print(f"\ntool definitions: {total:,} tokens in every prompt that offers them all")
+    print(f"\ntool definitions: {counted(total, 'token')} in every prompt that offers them all")
     return 0
 
 
@@ -196,7 +208,8 @@ def _test(states, status) -> int:
     failed = 0
     for s in states:
         if status[s.config.name] == "ready":
-            print(f"ok      {s.config.name:<14}{s.startup_s * 1000:7.0f} ms  {len(s.tools)} tools")
+            print(f"ok      {s.config.name:<14}{s.startup_s * 1000:7.0f} ms  "
+                  f"{counted(len(s.tools), 'tool')}")
         elif status[s.config.name] == "disabled":
             print(f"off     {s.config.name:<14}disabled in the config")
         else:
@@ -207,7 +220,8 @@ def _test(states, status) -> int:
 
 
 def _call(args, servers) -> int:
-    from assistant.chat.tooling import server_noise, start_host
+    from assistant.chat.tooling import server_noise
+    from assistant.cli.mcp import servers_started
     from assistant.mcp.audit import AuditLog
 
     try:
@@ -221,16 +235,15 @@ def _call(args, servers) -> int:
     if not chosen:
         names = ", ".join(s.name for s in servers) or "none"
         raise UserError(f"no MCP server named {args.server!r} (configured: {names})")
-    with closing(start_host(chosen)) as host:
-        state = host.servers[args.server]
-        if state.status != "ready":
-            if (state.error or "").startswith("MCP server "):  # already the whole line
-                raise UserError(state.error)
-            raise UserError(f"MCP server {args.server!r} is {state.status}: {state.error}")
+    with servers_started(chosen) as host:
+        from assistant.cli.resources import ready
+
+        state = ready(host, args.server)
         if args.tool not in {t.name for t in state.tools}:
             names = ", ".join(t.name for t in state.tools)
             raise UserError(f"{args.server} has no tool {args.tool!r} (it has: {names})")
-        from assistant.cli_mcp import ProgressLine, terminal_elicitor
+        from assistant.cli.mcp import terminal_elicitor
+        from assistant.cli.terminal import ProgressLine
 
         host.elicit = terminal_elicitor(stdin_used=False)
         progress = ProgressLine()
@@ -262,7 +275,8 @@ def _import(args) -> int:
         added, kept = import_claude(source)
     except ValueError as exc:
         raise UserError(f"cannot import: {exc}") from None
-    print(f"imported {len(added)} server(s) into {config_file()}: {', '.join(added) or 'none'}")
+    print(f"imported {counted(len(added), 'server')} into {config_file()}: "
+          f"{', '.join(added) or 'none'}")
     if kept:
         print(f"kept your own entries for: {', '.join(kept)}")
     return 0
@@ -287,7 +301,8 @@ def _revoke(args) -> int:
     tools = store.all().get(args.server, {})
     names = [args.tool] if args.tool else list(tools)
     if not any(n in tools for n in names):
-        raise UserError(f"nothing stored for {args.server}{'/' + args.tool if args.tool else ''}")
+        raise UserError(f"nothing stored for {args.server}{'/' + args.tool if args.tool else ''}"
+                        "; assistant tools approvals lists what is")
     for name in names:
         store.set(args.server, name, None)
     print(f"revoked: {', '.join(f'{args.server}/{n}' for n in names)}; they will ask again")

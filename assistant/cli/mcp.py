@@ -1,5 +1,5 @@
-"""What a tool call shows and asks on the terminal, for ``ask`` and ``tools call``: one
-progress line on stderr while the call runs, and a server's questions to the user
+"""What the MCP servers show and ask on the terminal, for ``ask`` and ``tools …``: one
+line on stderr while servers start or a call runs, and a server's questions to the user
 (elicitation) asked field by field. Without a terminal, nothing is shown and every
 question is declined: nobody is there to answer it.
 """
@@ -7,43 +7,49 @@ question is declined: nobody is there to answer it.
 from __future__ import annotations
 
 import select
-import shutil
 import sys
 import threading
+from contextlib import contextmanager
 
+from assistant.cli.terminal import ProgressLine, drop_typed_ahead, open_terminal, printable
 from assistant.mcp.elicit import CANCEL, DECLINE, Answer, Elicitation, Field, parse
 
-CLEAR = "\r\x1b[K"  # back to the start of the line, and erase it
+
+@contextmanager
+def servers_started(servers, stream=None):
+    """The host with ``servers`` started (each ready or failed), closed at the end. Servers
+    can take seconds to start: on a terminal one stderr line says how many are up so far
+    and which are still awaited, cleared when all are."""
+    from assistant.chat.tooling import start_host
+
+    host = start_host(servers, wait=False)
+    try:
+        line = ProgressLine(stream)
+        waited = [s for s in host.servers.values() if s.status == "starting"]
+        try:
+            shown = None
+            while line.live and waited:
+                if _starting(waited) != shown:
+                    shown = _starting(waited)
+                    line.show(shown)
+                if host.wait_all(timeout=0.25):
+                    break
+            host.wait_all()
+        finally:
+            line.clear()
+        yield host
+    finally:
+        host.close()
 
 
-class ProgressLine:
-    """A single line on stderr that each progress report rewrites and the end of the call
-    clears, so the output around it is as it would be without it. Only on a terminal."""
-
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
-        self.shown = False
-        self._lock = threading.Lock()  # reports come from the host's thread
-
-    def show(self, text: str) -> None:
-        if not self.live:
-            return
-        from assistant.cli import _printable
-
-        width = shutil.get_terminal_size().columns - 1
-        line = _printable(text).replace("\n", " ")[:max(width, 10)]  # never wraps
-        with self._lock:
-            self.stream.write(CLEAR + line)
-            self.stream.flush()
-            self.shown = True
-
-    def clear(self) -> None:
-        with self._lock:
-            if self.shown:
-                self.stream.write(CLEAR)
-                self.stream.flush()
-                self.shown = False
+def _starting(waited) -> str:
+    ready = [s.config.name for s in waited if s.status == "ready"]
+    failed = sum(s.status == "failed" for s in waited)
+    left = [s.config.name for s in waited if s.status == "starting"]
+    servers = "server" if len(waited) == 1 else "servers"
+    return (f"starting {len(waited)} {servers}… {len(ready)}/{len(waited)} ready"
+            + (f", {failed} failed" if failed else "")
+            + (f" (waiting for {', '.join(left)})" if left else ""))
 
 
 def resource_links(result: str, limit: int = 20) -> list[tuple[str, str]]:
@@ -69,9 +75,7 @@ def link_lines(server: str | None, result: str) -> list[str]:
 
 
 def _printable_line(text: str) -> str:
-    from assistant.cli import _printable
-
-    return _printable(text).replace("\n", " ")
+    return printable(text).replace("\n", " ")
 
 
 def terminal_elicitor(stdin_used: bool):
@@ -82,14 +86,12 @@ def terminal_elicitor(stdin_used: bool):
     asking = threading.Lock()  # one question at a time on one terminal
 
     def elicit(request: Elicitation, given_up: threading.Event) -> Answer:
-        from assistant.cli import _drop_typed_ahead, _open_terminal
-
         with asking:
-            tty = _open_terminal(stdin_used)
+            tty = open_terminal(stdin_used)
             if tty is None:
                 return DECLINE
             try:
-                _drop_typed_ahead(tty)
+                drop_typed_ahead(tty)
                 if request.url:
                     return _ask_url(request, tty, given_up)
                 return _ask_form(request, tty, given_up)
@@ -103,9 +105,7 @@ def terminal_elicitor(stdin_used: bool):
 
 
 def _say(text: str) -> None:
-    from assistant.cli import _printable
-
-    sys.stderr.write(_printable(text))
+    sys.stderr.write(printable(text))
     sys.stderr.flush()
 
 
@@ -176,8 +176,6 @@ def _ask_form(request: Elicitation, tty, given_up) -> Answer:
 
 
 def _question(field: Field) -> str:
-    from assistant.cli import _printable
-
     hint = {"integer": "a whole number", "number": "a number", "boolean": "y/n"}.get(field.kind)
     if field.kind == "enum":
         hint = " ".join(f"[{i}] {label}" for i, label in enumerate(field.labels, 1))
@@ -186,4 +184,4 @@ def _question(field: Field) -> str:
     shown = {True: "yes", False: "no"}.get(field.default, field.default) \
         if isinstance(field.default, bool) else field.default
     default = "" if shown is None else f" [{shown}]"
-    return _printable(f"  {field.title}{f' ({about})' if about else ''}{default}: ")
+    return printable(f"  {field.title}{f' ({about})' if about else ''}{default}: ")

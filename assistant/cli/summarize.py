@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from assistant.cli.terminal import counted, download_progress
 from assistant.errors import UserError
 from assistant.text import scrub
 
@@ -42,7 +43,9 @@ def run_summarize(args, settings) -> int:
         parallel=args.parallel,
     )
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
-    with open_engine(args.model, settings, adapter=args.adapter) as engine:
+    with download_progress(args.model or settings.model) as shown:
+        engine = open_engine(args.model, settings, adapter=args.adapter, progress=shown)
+    with engine:
         engine.wait_loaded()
         summarizer = Summarizer(engine, engine.counter.count, settings, options)
         estimate = summarizer.estimate(scan.notes)
@@ -64,14 +67,15 @@ def run_summarize(args, settings) -> int:
         if note.warning:
             print(f"assistant: warning: {note.display}: {note.warning}", file=sys.stderr)
     if run.interrupted:
-        print(f"assistant: interrupted after {len(run.notes)} of {run.total} notes; those are "
+        print(f"assistant: interrupted after {len(run.notes)} of {counted(run.total, 'note')}; "
+              "those are "
               "cached, so running the same command again goes on from there", file=sys.stderr)
         return 130
     stats = run.to_json()["stats"]
     if not args.quiet:
-        print(f"assistant: {stats['notes_summarized']} notes summarized, "
+        print(f"assistant: {counted(stats['notes_summarized'], 'note')} summarized, "
               f"{stats['notes_from_cache']} from the cache; model tokens {stats['model_tokens']:,} "
-              f"for {stats['note_tokens']:,} note tokens", file=sys.stderr)
+              f"for {counted(stats['note_tokens'], 'note token')}", file=sys.stderr)
     return 0
 
 
@@ -115,20 +119,31 @@ def _write(run, args) -> None:
     try:
         if not (out.is_dir() or args.output.endswith(("/", os.sep))):
             out.write_text(text, encoding="utf-8")
-        elif args.format == "json":
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "summary.json").write_text(text, encoding="utf-8")
         else:
-            out.mkdir(parents=True, exist_ok=True)
-            for note in run.notes:
-                target = out / f"{note.display}.summary.md"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(f"# {note.display}\n\n{note.summary.strip()}\n",
-                                  encoding="utf-8")
-            (out / "digest.md").write_text(f"# Digest\n\n{run.digest.strip()}\n",
-                                           encoding="utf-8")
+            _write_folder(run, out, args.format)
     except OSError as exc:
         raise UserError(f"cannot write {exc.filename or out}: {exc.strerror}") from None
+
+
+def _write_folder(run, out: Path, form: str) -> None:
+    """One file per note beside the folder's layout, and the digest: NAME.summary.md and
+    digest.md, or with --format json NAME.summary.json (that note's entry of the JSON
+    output) and digest.json (the rest of it: digest, skipped notes, figures)."""
+    out.mkdir(parents=True, exist_ok=True)
+    whole = run.to_json()
+    for note, entry in zip(run.notes, whole.pop("notes")):
+        target = out / f"{note.display}.summary.{form}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(_dumps(entry) if form == "json"
+                          else f"# {note.display}\n\n{note.summary.strip()}\n",
+                          encoding="utf-8")
+    (out / f"digest.{form}").write_text(_dumps(whole) if form == "json"
+                                        else f"# Digest\n\n{run.digest.strip()}\n",
+                                        encoding="utf-8")
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
 
 
 def _agreed(estimate, args) -> bool:
@@ -172,7 +187,7 @@ class _Progress:
         width = 24
         filled = width * done // max(total, 1)
         bar = "█" * filled + "·" * (width - filled)
-        sys.stderr.write(f"\r\x1b[2K{bar} {done}/{total} notes, {tps:.1f} tok/s{eta}  "
+        sys.stderr.write(f"\r\x1b[2K{bar} {done}/{counted(total, 'note')}, {tps:.1f} tok/s{eta}  "
                          f"{current[:40]}")
         sys.stderr.flush()
 

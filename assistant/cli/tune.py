@@ -59,7 +59,9 @@ def add_parser(commands, model_options) -> None:
                      help="longest example in tokens; longer ones are cut (default 2048)")
     run.add_argument("--save-every", type=int, metavar="N",
                      help="keep a checkpoint every N steps (default: five over the run)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0,
+                     help="random seed for the adapter's start and the order of examples "
+                          "(default 0)")
     run.add_argument("--yes", action="store_true", help="start without asking")
 
     evaluate = sub.add_parser("eval", help="tool-call accuracy on the valid split, with and "
