@@ -261,7 +261,7 @@ def test_eval_json_shape(fixture_model, eval_data, tmp_path):
 
     adapter = make_adapter(fixture_model, tmp_path / "adapter")
     result = run("tune", "eval", "--model", str(fixture_model), "--data", str(eval_data),
-                 "--adapter", str(adapter), "--json", "--limit", "1")
+                 "--adapter", str(adapter), "--json", "--limit", "1", "--max-tokens", "48")
     assert result.returncode == 0, result.stderr.decode()
     report = json.loads(result.stdout)
     assert report["adapter_path"] == str(adapter)
@@ -286,6 +286,7 @@ def test_eval_bad_inputs_are_one_line(fixture_model, eval_data, tmp_path):
     error(*model, "--data", str(tmp_path / "none"), "--adapter", str(tmp_path),
           needle="tune data")
     error(*model, "--data", str(eval_data), "--limit", "0", needle="--limit")
+    error(*model, "--data", str(eval_data), "--max-tokens", "0", needle="--max-tokens")
     error(*model, "--data", str(eval_data), "--adapter", str(tmp_path / "no"),
           needle="no adapter folder")
     empty = tmp_path / "empty"

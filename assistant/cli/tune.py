@@ -69,6 +69,9 @@ def add_parser(commands, model_options) -> None:
     model_options(evaluate)
     evaluate.add_argument("--data", type=Path, help=f"the data folder (default {data_dir()})")
     evaluate.add_argument("--limit", type=int, help="at most this many examples")
+    evaluate.add_argument("--max-tokens", type=int, default=512,
+                          help="longest answer per example (default 512); a call cut "
+                               "here counts as wrong")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -17,7 +17,6 @@ from typing import Callable
 
 from assistant.errors import UserError
 
-MAX_TOKENS = 512  # a tool call is short; a model that rambles is cut here
 SEED = 0
 
 
@@ -44,6 +43,8 @@ def run_eval(args, settings) -> int:
                         "a local --model (a model directory or a Hugging Face repo id)")
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be at least 1")
+    if args.max_tokens < 1:
+        raise UserError("--max-tokens must be at least 1")
     folder = Path(args.data or data_dir()).expanduser()
     examples = tool_call_examples(read_split(folder, "valid"))
     if not examples:
@@ -62,7 +63,8 @@ def run_eval(args, settings) -> int:
     for label, folder_ in (("base", None), ("adapter", adapter)):
         with Engine(model_path, context_limit=settings.context_limit, adapter=folder_) as engine:
             engine.wait_loaded()
-            scores[label] = evaluate(engine, examples, progress=_progress(label))
+            scores[label] = evaluate(engine, examples, progress=_progress(label),
+                                     max_tokens=args.max_tokens)
     if args.json:
         print(json.dumps({"model": spec, "adapter_path": str(adapter), "data": str(folder),
                           "base": scores["base"].as_dict(),
@@ -97,15 +99,17 @@ def tool_call_examples(rows: list[dict]) -> list[dict]:
 
 
 def evaluate(engine, examples: list[dict], *, progress: Callable[[int, int], None] | None
-             = None, processors: Callable[[dict], list] | None = None) -> Score:
+             = None, processors: Callable[[dict], list] | None = None,
+             max_tokens: int = 512) -> Score:
     """Score ``engine`` on ``examples``; ``processors(example)`` gives extra logits
-    processors for one example (scripted output in tests)."""
+    processors for one example (scripted output in tests). A tool call is short: an
+    answer that rambles past ``max_tokens`` is cut there, and counts as wrong."""
     from assistant.engine.generation import GenerationOptions, TurnResult
 
     score = Score()
     for n, example in enumerate(examples, 1):
         options = GenerationOptions(
-            thinking=False, max_tokens=MAX_TOKENS, tools=example.get("tools") or None,
+            thinking=False, max_tokens=max_tokens, tools=example.get("tools") or None,
             seed=SEED, constrain_tool_calls=False,
             logits_processors=tuple(processors(example)) if processors else ())
         result = TurnResult()
