@@ -11,19 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def tune_dir() -> Path:
-    from assistant.config import paths
-
-    return paths().data_dir / "tune"
-
-
-def data_dir() -> Path:
-    return tune_dir() / "data"
-
-
-def adapters_dir() -> Path:
-    return tune_dir() / "adapters"
+from assistant.tune import adapters_dir, data_dir
 
 
 def add_parser(commands, model_options) -> None:

@@ -43,7 +43,7 @@ class Dataset:
 
 
 def run_data(args, settings) -> int:
-    from assistant.cli.tune import data_dir
+    from assistant.tune import data_dir
     from assistant.chat.store import ChatStore, store_file
     from assistant.chat.tooling import tool_cache
     from assistant.mcp.audit import audit_file

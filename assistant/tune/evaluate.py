@@ -33,7 +33,7 @@ class Score:
 
 
 def run_eval(args, settings) -> int:
-    from assistant.cli.tune import data_dir
+    from assistant.tune import data_dir
     from assistant.engine.remote import is_remote
     from assistant.tune.train import read_split
 
@@ -76,7 +76,7 @@ def run_eval(args, settings) -> int:
 
 def find_adapter(given: Path | None) -> Path:
     """``--adapter``, else the newest folder ``tune run`` made."""
-    from assistant.cli.tune import adapters_dir
+    from assistant.tune import adapters_dir
 
     if given is not None:
         path = Path(given).expanduser()

@@ -25,7 +25,7 @@ CHECKPOINTS = 5  # saves over a run; Ctrl+C keeps the latest
 
 
 def run_train(args, settings) -> int:
-    from assistant.cli.tune import adapters_dir, data_dir
+    from assistant.tune import adapters_dir, data_dir
     from assistant.engine.remote import is_remote
 
     model_spec = args.model or settings.model
