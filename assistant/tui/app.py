@@ -33,6 +33,7 @@ from assistant.config import Settings, paths
 from assistant.tui.bridge import TurnUpdate, _Bridge
 from assistant.tui.backends import Backends
 from assistant.tui.turns import Turns
+from assistant.tui.approvals import Approvals, _Approval
 from assistant.tui.mcp_use import ResourcesAndPrompts
 from assistant.tui.screens import (ApprovalScreen, ElicitScreen, ModelProblem, PromptScreen,
                                    ToolsScreen)
@@ -49,13 +50,7 @@ from assistant.tui.widgets import (
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 
-@dataclass
-class _Approval:
-    done: threading.Event
-    choice: str = "deny"
-
-
-class ChatApp(Backends, Turns, ResourcesAndPrompts, App):
+class ChatApp(Backends, Turns, Approvals, ResourcesAndPrompts, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "assistant"
     BINDINGS = [
@@ -146,52 +141,6 @@ class ChatApp(Backends, Turns, ResourcesAndPrompts, App):
     # -- engine and servers, in the background ---------------------------------------------
 
     # -- sending ------------------------------------------------------------------------
-
-    def _approve(self, request) -> str:
-        """The approval callback, on the turn's worker: show the modal, wait for the user."""
-        approval = self._approval = _Approval(threading.Event())
-        tool = request.tool
-
-        def ask() -> None:
-            def answered(choice: str | None) -> None:
-                approval.choice = choice or "deny"
-                approval.done.set()
-
-            self.push_screen(ApprovalScreen(tool.server, tool.name, request.arguments,
-                                            read_only=tool.read_only,
-                                            description=tool.description), answered)
-
-        self._ui(ask)
-        while not approval.done.wait(0.05):
-            if self._stop.is_set() or self._shutting_down.is_set():
-                self._ui(self._dismiss_approval)
-                approval.choice = "deny"
-                break
-        self._approval = None
-        return approval.choice
-
-    def _elicit(self, request, given_up: threading.Event):
-        """A server's question during a call, on a worker: show the form, wait for the
-        user; the call's time limit, Esc and quitting take the form down (cancel)."""
-        from assistant.mcp.elicit import CANCEL
-
-        done, answer = threading.Event(), [CANCEL]
-
-        def answered(choice) -> None:
-            answer[0] = choice or CANCEL
-            done.set()
-
-        self._ui(lambda: self.push_screen(ElicitScreen(request), answered))
-        while not done.wait(0.05):
-            if given_up.is_set() or self._stop.is_set() or self._shutting_down.is_set():
-                self._ui(lambda: isinstance(self.screen, ElicitScreen)
-                         and self.screen.dismiss(CANCEL))
-                break
-        return answer[0]
-
-    def _dismiss_approval(self) -> None:
-        if isinstance(self.screen, ApprovalScreen):
-            self.screen.dismiss("deny")
 
     # -- the chat store: each failure is a titled notice for a person, never a crash ---
 
