@@ -36,6 +36,7 @@ from assistant.tui.turns import Turns
 from assistant.tui.approvals import Approvals, _Approval
 from assistant.tui.chats import Chats
 from assistant.tui.copy_export import CopyAndExport
+from assistant.tui.summaries import Summaries
 from assistant.tui.mcp_use import ResourcesAndPrompts
 from assistant.tui.screens import (ApprovalScreen, ElicitScreen, ModelProblem, PromptScreen,
                                    ToolsScreen)
@@ -50,7 +51,7 @@ from assistant.tui.widgets import (
 )
 
 
-class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, ResourcesAndPrompts, App):
+class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, Summaries, ResourcesAndPrompts, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "assistant"
     BINDINGS = [
@@ -198,48 +199,6 @@ class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, ResourcesAndProm
         yield from super().get_system_commands(screen)
 
     # -- /summarize -------------------------------------------------------------------
-
-    async def _summarize(self, text: str) -> None:
-        args = text.split(maxsplit=1)
-        if len(args) < 2:
-            self.notify("Usage: /summarize PATH", title="Summarize")
-            return
-        from assistant.notes.summarize import summarize
-
-        message = {"role": "user", "content": text}
-        if not await self._save_user_message(message):
-            return
-        self.history.append(message)
-        view = await self._begin(text)
-        self._run_summary(view, self.chat_id, summarize, Path(args[1]).expanduser())
-
-    @work(thread=True, exit_on_error=False, group="turn")
-    def _run_summary(self, view, chat_id: int, summarize, path: Path) -> None:
-        bridge = _Bridge(self, view, chat_id)
-        note = None
-        try:
-            if not self._wait_for(self._engine_ready):
-                return
-            if self._engine_error:
-                note = "The model is not loaded; see the panel above."
-                return
-            from assistant.notes.summarize import SummaryOptions
-
-            # Non-thinking, as on the command line; injected logits processors apply too.
-            options = SummaryOptions(
-                logits_processors=self.overrides.get("logits_processors", ()))
-            result = summarize(self.engine, [path], count=self._token_counter().count,
-                               settings=self.settings, options=options, cancel=self._stop,
-                               on_progress=lambda *a: self._ui(self._set_busy,
-                                                               f"summarizing {a[-1] if a else ''}"))
-            bridge._put("say", result.markdown)
-            bridge.on_message({"role": "assistant", "content": result.markdown})
-        except Exception as exc:
-            note = f"⚠ summarizing failed: {exc}"
-        finally:
-            stopped = self._stop.is_set()
-            bridge.end("⏹ stopped" if stopped and not note else note)
-            self._idle.set()
 
     # -- quitting -----------------------------------------------------------------------
 
