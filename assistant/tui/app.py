@@ -1,57 +1,48 @@
 """The chat app: ``assistant`` / ``assistant chat``.
 
 The UI thread only draws. The engine loads, MCP servers start and every turn runs in
-thread workers; a turn's events come back through ``_Bridge``, which batches them into
-one ``TurnUpdate`` message at a time, so a fast model never floods the event loop.
+thread workers; a turn's events come back through ``bridge._Bridge``, which batches them
+into one ``TurnUpdate`` message at a time, so a fast model never floods the event loop.
 mlx, mlx-lm and mcp are imported inside those workers, after the first frame.
+
+This module composes the screen and the palette; each behaviour is a mixin in its own
+module: ``backends`` (model and servers), ``turns`` (sending, streaming, prefill),
+``approvals``, ``chats`` (saved chats, store failures), ``copy_export``, ``summaries``,
+``mcp_use`` (resources and prompts).
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
-import shutil
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, ListView
+from textual.widgets import Footer
 
-from assistant.chat.store import DEFAULT_TITLE, ChatStore, StoreError, title_from
-from assistant.config import Settings, paths
-from assistant.tui.bridge import TurnUpdate, _Bridge
-from assistant.tui.backends import Backends
-from assistant.tui.turns import Turns
+from assistant.chat.store import ChatStore
+from assistant.config import Settings
 from assistant.tui.approvals import Approvals, _Approval
+from assistant.tui.backends import Backends
 from assistant.tui.chats import Chats
 from assistant.tui.copy_export import CopyAndExport
-from assistant.tui.summaries import Summaries
 from assistant.tui.mcp_use import ResourcesAndPrompts
-from assistant.tui.screens import (ApprovalScreen, ElicitScreen, ModelProblem, PromptScreen,
-                                   ToolsScreen)
-from assistant.tui.widgets import (
-    AssistantMessage,
-    AttachmentBar,
-    ChatInput,
-    ChatList,
-    Status,
-    StatusBar,
-    UserMessage,
-)
+from assistant.tui.screens import PromptScreen, ToolsScreen
+from assistant.tui.summaries import Summaries
+from assistant.tui.turns import Turns
+from assistant.tui.widgets import AttachmentBar, ChatInput, ChatList, Status, StatusBar
 
+class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, Summaries,
+              ResourcesAndPrompts, App):
+    """The app: composes the screen, holds the state the mixins share, and routes
+    commands; each mixin (one module each) is one part of the behaviour."""
 
-class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, Summaries, ResourcesAndPrompts, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "assistant"
     BINDINGS = [
@@ -139,13 +130,7 @@ class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, Summaries, Resou
     def _show_status(self) -> None:
         self.status_bar.show(self.status)
 
-    # -- engine and servers, in the background ---------------------------------------------
-
-    # -- sending ------------------------------------------------------------------------
-
-    # -- the chat store: each failure is a titled notice for a person, never a crash ---
-
-    # -- actions ------------------------------------------------------------------------
+    # -- commands ------------------------------------------------------------------------
 
     def action_toggle_thinking(self) -> None:
         self.thinking = not self.thinking
@@ -197,8 +182,6 @@ class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, Summaries, Resou
         yield SystemCommand("Copy last answer", "To the clipboard", self.action_copy_answer)
         yield SystemCommand("Copy last code block", "To the clipboard", self.action_copy_code)
         yield from super().get_system_commands(screen)
-
-    # -- /summarize -------------------------------------------------------------------
 
     # -- quitting -----------------------------------------------------------------------
 
