@@ -31,12 +31,14 @@ from assistant.config import Settings
 from assistant.tui.approvals import Approvals, _Approval
 from assistant.tui.backends import Backends
 from assistant.tui.chats import Chats
+from assistant.tui.commands import AppCommands
 from assistant.tui.copy_export import CopyAndExport
 from assistant.tui.mcp_use import ResourcesAndPrompts
 from assistant.tui.screens import PromptScreen, ToolsScreen
 from assistant.tui.summaries import Summaries
 from assistant.tui.turns import Turns
-from assistant.tui.widgets import AttachmentBar, ChatInput, ChatList, Status, StatusBar
+from assistant.tui.widgets import (AttachmentBar, ChatInput, ChatList, Status, StatusBar,
+                                   Welcome)
 
 class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, Summaries,
               ResourcesAndPrompts, App):
@@ -54,12 +56,16 @@ class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, Summaries,
         Binding("ctrl+g", "copy_answer", "Copy"),
         Binding("ctrl+s", "export", "Export"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1", "keys", "Keys", show=False),
     ]
+    COMMANDS = {AppCommands}
 
     def __init__(self, *, model: str, settings: Settings, thinking: bool,
                  servers: list | None, problems: Iterable[str] = (), engine: Any = None,
-                 options: dict | None = None, store: ChatStore | None = None) -> None:
+                 options: dict | None = None, store: ChatStore | None = None,
+                 reopen: bool = False) -> None:
         super().__init__()
+        self.reopen = reopen  # open the latest chat at start (``assistant`` without --new)
         self.model_ref, self.settings, self.thinking = model, settings, thinking
         self.servers = servers or []
         self.config_problems = list(problems)
@@ -124,11 +130,31 @@ class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, Summaries,
         if not self.servers:
             self._host_ready.set()
             self._servers_settled.set()
+        else:
+            self.status.servers_note = "starting"
+            self._show_status()
+        self.set_interval(1.0, self._tick)
+        self.call_later(self._open_first_chat)
         # After the first frame: importing mlx and mcp holds the GIL for a while.
         self.call_after_refresh(self._start_backends)
 
     def _show_status(self) -> None:
         self.status_bar.show(self.status)
+
+    def _tick(self) -> None:
+        """Once a second: a long wait's seconds move in the status bar."""
+        if self.status.busy_since is not None:
+            self._show_status()
+
+    async def _show_welcome(self, *, create: bool = False) -> None:
+        """Draw the start screen in the empty chat (``create``), or bring the one shown
+        up to date (the model loaded, the mode changed)."""
+        shown = list(self.query(Welcome))
+        if not shown and create and not self.history:
+            shown = [Welcome()]
+            await self.conversation.mount(shown[0])
+        for welcome in shown:
+            welcome.show(self.status, tools=bool(self.status.servers_total))
 
     # -- commands ------------------------------------------------------------------------
 
@@ -140,6 +166,7 @@ class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, Summaries,
             self._try_store(self.store.update_chat, self.chat_id, thinking=self.thinking)
         self.notify("Thinking on for the next turns" if self.thinking
                     else "Thinking off for the next turns", timeout=2)
+        self.call_later(self._show_welcome)
 
     def action_tools(self) -> None:
         from assistant.mcp.approval import ApprovalStore
@@ -165,23 +192,37 @@ class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, Summaries,
                                       "Hugging Face repo id or model directory"), done)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield SystemCommand("New chat", "Start a new conversation", self.action_new_chat)
-        yield SystemCommand("Toggle thinking", "Think before answering, or answer directly",
-                            self.action_toggle_thinking)
+        """The palette's list, in this order (``commands.AppCommands`` keeps it)."""
+        yield SystemCommand("Toggle thinking", "ctrl+t · think before answering, or answer "
+                            "directly", self.action_toggle_thinking)
+        yield SystemCommand("Tools", "ctrl+o · MCP servers, their tools, stored approvals",
+                            self.action_tools)
         yield SystemCommand("Switch model", "Load another model (repo id or directory)",
                             self.action_switch_model)
-        yield SystemCommand("Tools", "MCP servers, their tools, stored approvals",
-                            self.action_tools)
+        yield SystemCommand("New chat", "ctrl+n · start a new conversation",
+                            self.action_new_chat)
+        yield SystemCommand("Chats", "ctrl+b · show or hide the saved chats",
+                            self.action_toggle_chats)
+        yield SystemCommand("Export chat", "ctrl+s · save this chat as Markdown",
+                            self.action_export)
         yield SystemCommand("Attach a resource", "A server's resource goes with the next "
                             "message (or type @)", self.action_attach_resource)
         yield SystemCommand("Use a prompt", "A built-in command or a server's prompt (or "
                             "type / in an empty input)", self.action_use_prompt)
-        yield SystemCommand("Export chat", "Save this chat as Markdown", self.action_export)
         yield SystemCommand("Rename chat", "Give this chat a title", self.action_rename_chat)
         yield SystemCommand("Delete chat", "Delete this chat", self.action_delete_chat)
-        yield SystemCommand("Copy last answer", "To the clipboard", self.action_copy_answer)
+        yield SystemCommand("Copy last answer", "ctrl+g · to the clipboard",
+                            self.action_copy_answer)
         yield SystemCommand("Copy last code block", "To the clipboard", self.action_copy_code)
-        yield from super().get_system_commands(screen)
+        yield SystemCommand("Keys", "F1 · show or hide every key", self.action_keys)
+        yield SystemCommand("Quit", "ctrl+q · quit the app", self.action_quit)
+
+    def action_keys(self) -> None:
+        """F1: the keys panel, open or closed."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     # -- quitting -----------------------------------------------------------------------
 
@@ -207,10 +248,12 @@ def _short_name(model: str) -> str:
 def create_app(settings: Settings | None = None, *, model: str | Path | None = None,
                thinking: bool | None = None, mcp_config: Path | None = None,
                no_tools: bool = False, servers: list | None = None, engine: Any = None,
-               options: dict | None = None, store: ChatStore | None = None) -> ChatApp:
+               options: dict | None = None, store: ChatStore | None = None,
+               reopen: bool = False) -> ChatApp:
     """Build the app. Tests and benchmarks inject ``engine`` (a loaded ``Engine``, which
     the app then does not close), ``servers`` (instead of the config file), ``options``
-    (extra ``GenerationOptions`` fields, e.g. ``logits_processors``) and ``store``."""
+    (extra ``GenerationOptions`` fields, e.g. ``logits_processors``) and ``store``.
+    ``reopen`` opens the latest chat at start, as ``assistant`` does without ``--new``."""
     settings = settings or Settings()
     problems: list[str] = []
     if servers is None and not no_tools:
@@ -223,7 +266,7 @@ def create_app(settings: Settings | None = None, *, model: str | Path | None = N
     return ChatApp(model=str(model or settings.model), settings=settings,
                    thinking=settings.thinking if thinking is None else thinking,
                    servers=[] if no_tools else servers, problems=problems, engine=engine,
-                   options=options, store=store)
+                   options=options, store=store, reopen=reopen)
 
 
 def run_chat(args, settings: Settings) -> int:
@@ -236,7 +279,8 @@ def run_chat(args, settings: Settings) -> int:
     if args.adapter:
         settings = replace(settings, adapter=str(args.adapter))
     app = create_app(settings, model=args.model, thinking=args.thinking,
-                     mcp_config=args.mcp_config, no_tools=args.no_tools)
+                     mcp_config=args.mcp_config, no_tools=args.no_tools,
+                     reopen=not args.new)
     try:
         app.run()
     finally:

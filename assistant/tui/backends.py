@@ -69,6 +69,7 @@ class Backends:
         for panel in self.query(ModelProblem):
             panel.remove()
         self._show_status()
+        self.call_later(self._show_welcome, create=not self.history)
         if self.history:  # a model switched under an open chat: its cache is gone
             self._prepare_history(self.chat_id)
 
@@ -77,6 +78,7 @@ class Backends:
         self._show_status()
         for panel in self.query(ModelProblem):
             await panel.remove()
+        await self.query("Welcome").remove()  # what to fix comes first
         await self.conversation.mount(ModelProblem(error, model))
 
     @work(thread=True, exit_on_error=False, group="mcp")
@@ -95,7 +97,10 @@ class Backends:
             self._host_ready.set()
         from assistant.chat.tooling import server_problems
 
-        self.host.wait_all()
+        started = time.monotonic()
+        while not self.host.wait_all(0.5):  # a sign of life while a slow one starts
+            up = sum(s.status == "ready" for s in self.host.servers.values())
+            self._ui(self._servers_starting, up, time.monotonic() - started)
         problems = server_problems(self.host)
         up = sum(s.status == "ready" for s in self.host.servers.values())
         self._ui(self._servers_started, up, problems)
@@ -111,8 +116,14 @@ class Backends:
                 self.notify(line, title="MCP server noise", severity="warning", timeout=10)
         self._noise_seen.update(lines)
 
+    def _servers_starting(self, up: int, seconds: float) -> None:
+        self.status.servers_up = up
+        self.status.servers_note = f"starting {seconds:.0f} s"
+        self._show_status()
+
     def _servers_started(self, up: int, problems: list[str]) -> None:
         self.status.servers_up = up
+        self.status.servers_note = None
         self._show_status()
         for line in problems:
             self.notify(line, title="MCP server failed", severity="warning", timeout=10)

@@ -38,13 +38,34 @@ class Chats:
         finally:
             self._show_store_notices()
 
+    async def _open_first_chat(self) -> None:
+        """At start: the latest chat when ``reopen`` (``assistant`` without --new), else
+        the start screen. A latest chat with no messages is reused either way, so starts
+        that sent nothing do not pile up empty chats."""
+        try:
+            chats = self.store.chats()
+            latest = chats[0] if chats else None
+            empty = latest is not None and not self.store.messages(latest.id)
+        except StoreError:  # shown when the chat is opened; the start screen comes first
+            latest, empty = None, False
+        if latest is not None and self.chat_id is None and not self.history:
+            if empty:
+                self.chat_id = latest.id
+            elif self.reopen:
+                await self.resume(latest.id)
+                return
+        await self._show_welcome(create=True)
+
     async def action_new_chat(self) -> None:
         if self.busy:
             self.notify("Stop the answer first (Esc).", title="Busy")
             return
         self._drop_prefill()
-        self.chat_id, self.history, self.cache, self.tools = None, [], None, None
+        # An open chat with no messages is the new chat already: it is kept, not piled up.
+        keep = self.chat_id if not self.history else None
+        self.chat_id, self.history, self.cache, self.tools = keep, [], None, None
         await self.conversation.remove_children()
+        await self._show_welcome(create=True)
         self.status.ttft_s = self.status.decode_tps = None
         self.status.context_used = self.status.cached_tokens = 0
         self._show_status()
@@ -100,6 +121,8 @@ class Chats:
                     await self.conversation.mount(UserMessage(m.content))
             else:
                 group.append(m)
+        if not stored:
+            await self._show_welcome(create=True)
         self._show_status()
         self.input.focus()
 

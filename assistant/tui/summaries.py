@@ -3,6 +3,7 @@ status bar, its Markdown as the answer."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from textual import work
@@ -27,6 +28,14 @@ class Summaries:
         view = await self._begin(text)
         self._run_summary(view, self.chat_id, summarize, Path(args[1]).expanduser())
 
+    def _summary_progress(self, done: int, total: int, speed: float, name: str) -> None:
+        """Which note, how many are done, and (from the status bar's tick) the seconds
+        spent: a summary takes minutes on a big folder and shows nothing until the end."""
+        if self.status.busy_since is None:
+            self.status.busy_since = time.monotonic()
+        self._set_busy("writing the digest" if done == total and total
+                       else f"summarizing {name} ({done}/{total} done)")
+
     @work(thread=True, exit_on_error=False, group="turn")
     def _run_summary(self, view, chat_id: int, summarize, path: Path) -> None:
         bridge = _Bridge(self, view, chat_id)
@@ -44,8 +53,7 @@ class Summaries:
                 logits_processors=self.overrides.get("logits_processors", ()))
             result = summarize(self.engine, [path], count=self._token_counter().count,
                                settings=self.settings, options=options, cancel=self._stop,
-                               on_progress=lambda *a: self._ui(self._set_busy,
-                                                               f"summarizing {a[-1] if a else ''}"))
+                               on_progress=lambda *a: self._ui(self._summary_progress, *a))
             bridge._put("say", result.markdown)
             bridge.on_message({"role": "assistant", "content": result.markdown})
         except Exception as exc:

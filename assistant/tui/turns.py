@@ -12,7 +12,7 @@ from textual import work
 
 from assistant.chat.store import StoreError, title_from
 from assistant.tui.bridge import TurnUpdate, _Bridge
-from assistant.tui.widgets import AssistantMessage, ChatInput, UserMessage
+from assistant.tui.widgets import AssistantMessage, ChatInput, UserMessage, Welcome
 
 
 class Turns:
@@ -53,12 +53,17 @@ class Turns:
         self.busy = True
         self._set_busy("saving")
         try:
+            title = title_from(shown or message["content"])
             if self.chat_id is None:
                 self.chat_id = await asyncio.to_thread(
-                    self.store.create_chat, title_from(shown or message["content"]),
-                    model=self.model_ref, thinking=self.thinking)
+                    self.store.create_chat, title, model=self.model_ref,
+                    thinking=self.thinking)
                 if self.chat_list.display:
                     await self._fill_chats()
+            elif not self.history:  # an empty chat reused: it takes this first message's name
+                await asyncio.to_thread(self.store.rename, self.chat_id, title)
+                await asyncio.to_thread(self.store.update_chat, self.chat_id,
+                                        model=self.model_ref, thinking=self.thinking)
             await asyncio.to_thread(self.store.add_message, self.chat_id, message)
             return True
         except StoreError as exc:
@@ -77,6 +82,7 @@ class Turns:
         self._idle.clear()
         self._stop.clear()
         view = AssistantMessage()
+        await self.query(Welcome).remove()  # the start screen gives way to the chat
         await self.conversation.mount_all([UserMessage(text), view])
         if not self._engine_ready.is_set():
             self.status.busy = "waiting for the model"
@@ -243,7 +249,7 @@ class Turns:
                     if drawable:
                         await view.finish(note)
                     self.busy = False
-                    self.status.busy = None
+                    self.status.busy = self.status.busy_since = None
                     self._show_status()
 
     def _show_stats(self, stats) -> None:
