@@ -82,9 +82,16 @@ async def test_an_empty_last_chat_is_reused_not_piled_up(engine, hf_tokenizer):
         await pilot.press("ctrl+n")  # the open chat is empty: it stays the new chat
         assert app.chat_id == empty
         await send(pilot, "Plan a day in Lisbon")
-    (only,) = ChatStore().chats()
-    assert only.id == empty and only.title == "Plan a day in Lisbon" != DEFAULT_TITLE
-    assert [m["content"] for m in ChatStore().history(empty)] == ["Plan a day in Lisbon", "Hi."]
+        (only,) = ChatStore().chats()
+        assert only.id == empty and only.title == "Plan a day in Lisbon" != DEFAULT_TITLE
+        assert [m["content"] for m in ChatStore().history(empty)] == ["Plan a day in Lisbon",
+                                                                      "Hi."]
+        # An empty chat opened and deleted is gone: the next message makes a new one.
+        await app.resume(ChatStore().create_chat())
+        await app.action_delete_chat()
+        assert app.chat_id is None
+        await send(pilot, "Again")
+        assert [c.title for c in ChatStore().chats()] == ["Again", "Plan a day in Lisbon"]
 
 
 @pytest.mark.parametrize("argv, reopen", [([], True), (["chat"], True), (["--new"], False),

@@ -147,5 +147,6 @@ class Chats:
             except StoreError as exc:
                 self._store_failed(exc, "The chat was not deleted.")
                 return
+            self.chat_id = None  # gone: not an empty chat to keep
             await self.action_new_chat()
             self.notify("Chat deleted.")
