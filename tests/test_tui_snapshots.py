@@ -182,3 +182,53 @@ def test_elicitation_form(snap_compare, app):
 
     # Taller than the others: every kind of field in view at once.
     assert snap_compare(app, run_before=run_before, terminal_size=(80, 40))
+
+
+def test_start_screen(snap_compare, app):
+    """What a new user sees first: the model, the mode, what to try, where help is."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        for _ in range(500):  # bounded: without it the snapshot shows what is missing
+            if pilot.app.query("Welcome"):
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=run_before)
+
+
+def test_chat_list(snap_compare, app):
+    """A header, one line per chat (a long title cut with …), the open chat selected."""
+    store = ChatStore()
+    for title in ("Trip to Lisbon", "A very long title about a whole week of walks in the "
+                  "hills", "What is 19*23?"):
+        chat = store.create_chat(title)
+        store.add_message(chat, {"role": "user", "content": title})
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("ctrl+b")
+        await settle(pilot)
+
+    assert snap_compare(app, run_before=run_before)
+
+
+def test_chat_list_empty(snap_compare, app):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("ctrl+b")
+        await settle(pilot)
+
+    assert snap_compare(app, run_before=run_before)
+
+
+def test_tools_screen_empty(snap_compare, app):
+    """No servers and no stored approvals: each says what would fill it."""
+
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=run_before)

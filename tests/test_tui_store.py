@@ -21,7 +21,8 @@ from test_turn import call
 from assistant.chat.store import ChatStore, store_file
 from assistant.config import Settings
 from assistant.mcp.approval import ApprovalStore
-from assistant.tui.app import _Bridge, create_app
+from assistant.tui.app import create_app
+from assistant.tui.bridge import _Bridge
 from assistant.tui.widgets import AssistantMessage, Reasoning, ToolCard
 
 pytestmark = pytest.mark.asyncio

@@ -41,6 +41,7 @@ def test_chat_in_a_real_terminal(fixture_model, app_home, tmp_path, tools):
     try:
         tmux.start(command, env)
         tmux.wait_for("Message (Enter sends")
+        tmux.wait_for("Try:")  # the start screen
         tmux.wait_for("ctx 0/", timeout=60)  # the model has loaded
         if tools:
             tmux.wait_for("MCP 2/2", timeout=60)
@@ -62,6 +63,22 @@ def test_chat_in_a_real_terminal(fixture_model, app_home, tmp_path, tools):
     (chat,) = ChatStore().chats()
     messages = ChatStore().messages(chat.id)
     assert messages[0].content == "Hello there" and messages[1].role == "assistant"
+    if not tools:  # `assistant` reopens that chat; `assistant --new` opens the start screen
+        for extra, shown, absent in (([], "Hello there", "Try:"),
+                                     (["--new"], "Try:", "Hello there")):
+            tmux = Tmux()
+            try:
+                tmux.start(command + extra, env)
+                tmux.wait_for(shown, timeout=60)
+                assert absent not in tmux.screen()
+                tmux.send("C-q")
+                deadline = time.monotonic() + 30
+                while not tmux.exited():
+                    assert time.monotonic() < deadline, tmux.screen()
+                    time.sleep(0.05)
+            finally:
+                tmux.kill()
+        assert len(ChatStore().chats()) == 1
 
 
 def _words(screen: str) -> set[str]:

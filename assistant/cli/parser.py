@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Open the chat app in the terminal.")
     _model_options(chat)
     _mcp_options(chat)
+    chat.add_argument("--new", action="store_true",
+                      help="start a fresh chat (without it, the last chat reopens)")
 
     ask = commands.add_parser("ask", help="answer one prompt on stdout",
                               description="Answer one prompt; the answer streams to stdout.")

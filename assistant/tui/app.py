@@ -1,195 +1,50 @@
 """The chat app: ``assistant`` / ``assistant chat``.
 
 The UI thread only draws. The engine loads, MCP servers start and every turn runs in
-thread workers; a turn's events come back through ``_Bridge``, which batches them into
-one ``TurnUpdate`` message at a time, so a fast model never floods the event loop.
+thread workers; a turn's events come back through ``bridge._Bridge``, which batches them
+into one ``TurnUpdate`` message at a time, so a fast model never floods the event loop.
 mlx, mlx-lm and mcp are imported inside those workers, after the first frame.
+
+This module composes the screen and the palette; each behaviour is a mixin in its own
+module: ``backends`` (model and servers), ``turns`` (sending, streaming, prefill),
+``approvals``, ``chats`` (saved chats, store failures), ``copy_export``, ``summaries``,
+``mcp_use`` (resources and prompts).
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
-import shutil
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, ListView
+from textual.widgets import Footer
 
-from assistant.chat.store import DEFAULT_TITLE, ChatStore, StoreError, title_from
-from assistant.config import Settings, paths
+from assistant.chat.store import ChatStore
+from assistant.config import Settings
+from assistant.tui.approvals import Approvals, _Approval
+from assistant.tui.backends import Backends
+from assistant.tui.chats import Chats
+from assistant.tui.commands import AppCommands
+from assistant.tui.copy_export import CopyAndExport
 from assistant.tui.mcp_use import ResourcesAndPrompts
-from assistant.tui.screens import (ApprovalScreen, ElicitScreen, ModelProblem, PromptScreen,
-                                   ToolsScreen)
-from assistant.tui.widgets import (
-    AssistantMessage,
-    AttachmentBar,
-    ChatInput,
-    ChatList,
-    Status,
-    StatusBar,
-    UserMessage,
-)
+from assistant.tui.screens import PromptScreen, ToolsScreen
+from assistant.tui.summaries import Summaries
+from assistant.tui.turns import Turns
+from assistant.tui.widgets import (AttachmentBar, ChatInput, ChatList, Status, StatusBar,
+                                   Welcome)
 
-_CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
+class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, Summaries,
+              ResourcesAndPrompts, App):
+    """The app: composes the screen, holds the state the mixins share, and routes
+    commands; each mixin (one module each) is one part of the behaviour."""
 
-
-class TurnUpdate(Message):
-    """Posted from a turn's worker thread: there are events to draw."""
-
-    def __init__(self, bridge: _Bridge) -> None:
-        super().__init__()
-        self.bridge = bridge
-
-
-class _Bridge:
-    """The turn's observer. Runs on the worker thread, so it never touches widgets: it
-    queues what happened and posts one ``TurnUpdate`` until the UI has drained it.
-
-    It also saves the answer while it streams (at most one small write every
-    ``SAVE_EVERY`` seconds, never per token), so a crash loses at most that much of what
-    was on screen; the row is finished when the round's message is complete."""
-
-    SAVE_EVERY = 0.5
-
-    def __init__(self, app: ChatApp, view: AssistantMessage, chat_id: int):
-        self.app, self.view, self.chat_id = app, view, chat_id
-        self._items: list[tuple] = []
-        self._lock = threading.Lock()
-        self._posted = False
-        self.cancelled = False
-        self.stats = None  # the round's TurnStats, stored with its assistant message
-        self.call = None  # the tool call whose result message comes next
-        self._text, self._thinking = "", ""
-        self._position: int | None = None  # the streaming row of this round, once saved
-        self._saved_at = 0.0
-        self._prompt_tokens: int | None = None  # this round's prompt, once the engine has it
-        self._cached_tokens = self._generated = 0
-
-    def _put(self, *item) -> None:
-        with self._lock:
-            self._items.append(item)
-            post, self._posted = not self._posted, True
-        if post:
-            self.app.post_message(TurnUpdate(self))
-
-    def take(self) -> list[tuple]:
-        """Everything queued, with neighbouring text pieces of one kind joined."""
-        with self._lock:
-            items, self._items, self._posted = self._items, [], False
-        merged: list[tuple] = []
-        for item in items:
-            if merged and item[0] in ("think", "say") and merged[-1][0] == item[0]:
-                merged[-1] = (item[0], merged[-1][1] + item[1])
-            elif merged and item[0] == "context" and merged[-1][0] == "context":
-                merged[-1] = item  # only the latest figure is drawn
-            else:
-                merged.append(item)
-        return merged
-
-    def _save_partial(self) -> None:
-        now = time.monotonic()
-        if now - self._saved_at < self.SAVE_EVERY:
-            return
-        self._saved_at = now
-        try:
-            self._position = self.app.store.save_partial(self.chat_id, self._position,
-                                                         self._text, self._thinking)
-        except StoreError as exc:
-            self._saved_at = now + 10  # don't repeat a failing write per token
-            self.app._ui(self.app._store_failed, exc, "The answer is not being saved.")
-
-    # -- the Observer protocol of chat.turn.Turn ------------------------------------------
-
-    def on_event(self, event) -> None:
-        # By name: importing assistant.engine here would load mlx before the first frame.
-        kind = type(event).__name__
-        if kind == "PromptReady":
-            self._prompt_tokens, self._cached_tokens = event.prompt_tokens, event.cached_tokens
-            self._generated = 0
-            self._put_context()
-        elif kind == "ThinkingDelta":
-            self._thinking += event.text
-            self._put("think", event.text)
-            self._generated += 1
-            self._put_context()
-            self._save_partial()
-        elif kind == "TextDelta":
-            self._text += event.text
-            self._put("say", event.text)
-            self._generated += 1
-            self._put_context()
-            self._save_partial()
-        elif kind == "TurnStats":
-            self.stats = event
-            self._put("stats", event)
-        elif kind == "Finished" and event.reason == "cancelled":
-            self.cancelled = True
-
-    def _put_context(self) -> None:
-        """The context in use as the answer streams: the prompt plus about one token per
-        piece of text so far (the round's statistics give the exact count at its end)."""
-        if self._prompt_tokens is not None:
-            self._put("context", self._prompt_tokens + self._generated, self._cached_tokens)
-
-    def on_tool_call(self, call) -> None:
-        self.call = call
-        self._put("tool", id(call), replace(call))
-
-    def on_message(self, message: dict) -> None:
-        stopped = self.cancelled or self.app._stop.is_set()
-        status, stats, position = "stopped" if stopped else "complete", None, None
-        if message["role"] == "assistant":
-            position, self._position = self._position, None
-            self._text, self._thinking, self._saved_at = "", "", 0.0
-            if self.stats is not None:
-                stats, self.stats = asdict(self.stats), None
-        elif message["role"] == "tool" and self.call is not None:
-            # The call's own outcome, so a resumed chat shows denied or failed calls as such.
-            status = self.call.status
-            if stopped and status != "ok":
-                status = "stopped"
-        self.app.history.append(message)
-        try:
-            self.app.store.add_message(self.chat_id, message, stats=stats, status=status,
-                                       position=position)
-        except StoreError as exc:  # on screen and in the history; the chat goes on
-            self.app._ui(self.app._store_failed, exc, "This message was not saved.")
-        self.app._ui(self.app._show_store_notices)
-
-    def end(self, note: str | None) -> None:
-        if self._position is not None:  # the round ended without its message (it failed)
-            message = {"role": "assistant", "content": self._text}
-            if self._thinking:
-                message["reasoning_content"] = self._thinking
-            try:
-                self.app.store.add_message(self.chat_id, message, status="interrupted",
-                                           position=self._position)
-            except StoreError:
-                pass  # it stays a streaming row, read as interrupted once this app is gone
-            self._position = None
-        self._put("end", note)
-
-
-@dataclass
-class _Approval:
-    done: threading.Event
-    choice: str = "deny"
-
-
-class ChatApp(ResourcesAndPrompts, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "assistant"
     BINDINGS = [
@@ -201,12 +56,16 @@ class ChatApp(ResourcesAndPrompts, App):
         Binding("ctrl+g", "copy_answer", "Copy"),
         Binding("ctrl+s", "export", "Export"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1", "keys", "Keys", show=False),
     ]
+    COMMANDS = {AppCommands}
 
     def __init__(self, *, model: str, settings: Settings, thinking: bool,
                  servers: list | None, problems: Iterable[str] = (), engine: Any = None,
-                 options: dict | None = None, store: ChatStore | None = None) -> None:
+                 options: dict | None = None, store: ChatStore | None = None,
+                 reopen: bool = False) -> None:
         super().__init__()
+        self.reopen = reopen  # open the latest chat at start (``assistant`` without --new)
         self.model_ref, self.settings, self.thinking = model, settings, thinking
         self.servers = servers or []
         self.config_problems = list(problems)
@@ -271,456 +130,33 @@ class ChatApp(ResourcesAndPrompts, App):
         if not self.servers:
             self._host_ready.set()
             self._servers_settled.set()
+        else:
+            self.status.servers_note = "starting"
+            self._show_status()
+        self.set_interval(1.0, self._tick)
+        self.call_later(self._open_first_chat)
         # After the first frame: importing mlx and mcp holds the GIL for a while.
         self.call_after_refresh(self._start_backends)
-
-    def _start_backends(self) -> None:
-        self._load_engine(self.model_ref)
-        if self.servers:
-            self._start_servers()
 
     def _show_status(self) -> None:
         self.status_bar.show(self.status)
 
-    # -- engine and servers, in the background ---------------------------------------------
-
-    @work(thread=True, exit_on_error=False, group="engine")
-    def _load_engine(self, model: str) -> None:
-        from assistant.errors import ModelError
-
-        started = time.monotonic()
-        try:
-            if self._injected is not None:
-                engine, self._injected = self._injected, None
-            else:
-                from assistant.engine import open_engine
-
-                engine = open_engine(model, self.settings,
-                                     tool_calls=any(not s.disabled for s in self.servers)
-                                     and self.settings.constrained_tool_calls)
-                self._owned_engines.append(engine)
-            while not engine.wait_loaded(0.25):
-                if self._shutting_down.is_set():
-                    return
-                self._ui(self._set_loading, f"loading model {time.monotonic() - started:.0f} s")
-        except ModelError as exc:
-            return self._model_failed(str(exc), model)
-        except Exception as exc:  # a broken model directory: still a panel, not a crash
-            return self._model_failed(f"cannot load the model {model}: {exc}", model)
-        old, self.engine = self.engine, engine
-        self.cache, self.tools, self._counter, self._engine_error = None, None, None, None
-        self.prefill = None  # it was the old engine's
-        if old is not None and old in self._owned_engines:
-            self._owned_engines.remove(old)
-            old.close()
-        self._engine_ready.set()
-        self._ui(self._model_loaded, engine.context_window, time.monotonic() - started)
-        if self.servers:
-            self._token_counter()  # ready before the first turn that offers tools
-
-    def _model_failed(self, error: str, model: str) -> None:
-        self._engine_error = error
-        self._engine_ready.set()  # waiting turns wake up and see the error
-        self._ui(self._show_model_problem, error, model)
-
-    def _set_loading(self, text: str | None) -> None:
-        self.status.loading = text
-        self._show_status()
-
-    def _model_loaded(self, window: int, seconds: float) -> None:
-        self.status.loading = None
-        self.status.model = self.engine.label
-        self.status.context_window = window
-        for panel in self.query(ModelProblem):
-            panel.remove()
-        self._show_status()
-        if self.history:  # a model switched under an open chat: its cache is gone
-            self._prepare_history(self.chat_id)
-
-    async def _show_model_problem(self, error: str, model: str) -> None:
-        self.status.loading = "no model"
-        self._show_status()
-        for panel in self.query(ModelProblem):
-            await panel.remove()
-        await self.conversation.mount(ModelProblem(error, model))
-
-    @work(thread=True, exit_on_error=False, group="mcp")
-    def _start_servers(self) -> None:
-        """Start the servers and return the host at once: a turn waits only for servers
-        whose tools are not known from an earlier run. The status bar counts them up."""
-        try:
-            from assistant.chat.tooling import start_host
-
-            self.host = start_host(self.servers, wait=False)
-            self.host.elicit = self._elicit
-        except Exception as exc:  # chat goes on without tools
-            self._ui(self._servers_started, 0, [f"MCP servers could not start: {exc}"])
-            return
-        finally:
-            self._host_ready.set()
-        from assistant.chat.tooling import server_problems
-
-        self.host.wait_all()
-        problems = server_problems(self.host)
-        up = sum(s.status == "ready" for s in self.host.servers.values())
-        self._ui(self._servers_started, up, problems)
-        self._ui(self._show_server_noise)
-
-    def _show_server_noise(self) -> None:
-        """One notice per server that wrote non-JSON-RPC output since the last look."""
-        from assistant.chat.tooling import server_noise
-
-        lines = server_noise(self.host) if self.host is not None else []
-        for line in lines:
-            if line not in self._noise_seen:
-                self.notify(line, title="MCP server noise", severity="warning", timeout=10)
-        self._noise_seen.update(lines)
-
-    def _servers_started(self, up: int, problems: list[str]) -> None:
-        self.status.servers_up = up
-        self._show_status()
-        for line in problems:
-            self.notify(line, title="MCP server failed", severity="warning", timeout=10)
-        self._servers_settled.set()
-
-    def _ui(self, fn, *args) -> None:
-        """Run ``fn`` on the UI thread from a worker; nothing to do once the app is gone."""
-        if self._backends_closed and not self.is_running:
-            return
-        try:
-            self.call_from_thread(fn, *args)
-        except RuntimeError:
-            pass
-
-    # -- sending ------------------------------------------------------------------------
-
-    async def on_chat_input_submitted(self, event: ChatInput.Submitted) -> None:
-        text = event.text.strip()
-        if self.busy:
-            self.input.text = event.text
-            self.notify("Wait for the answer, or press Esc to stop it.", title="Busy")
-            return
-        if text.startswith("/summarize"):
-            await self._summarize(text)
-            return
-        if self.attachments:
-            await self.send_attached(text)
-            return
-        await self.send(text)
-
-    async def send(self, text: str) -> None:
-        """Store and show the user's message, then run the turn in a worker."""
-        await self.send_messages([{"role": "user", "content": text}], text)
-
-    async def send_messages(self, messages: list[dict], shown: str) -> None:
-        """Store the turn's new messages (the user's, or a server prompt's), show
-        ``shown`` for them, then run the turn in a worker."""
-        for message in messages:
-            if not await self._save_user_message(message, shown):
-                return
-            self.history.append(message)
-        view = await self._begin(shown)
-        self._run_turn(view, self.chat_id)
-
-    async def _save_user_message(self, message: dict, shown: str | None = None) -> bool:
-        """Store the user's message before anything else runs. Off the UI thread: a store
-        locked by another process is waited on for a few seconds. If it cannot be
-        stored, nothing is sent and the text goes back into the input."""
-        self.busy = True
-        self._set_busy("saving")
-        try:
-            if self.chat_id is None:
-                self.chat_id = await asyncio.to_thread(
-                    self.store.create_chat, title_from(shown or message["content"]),
-                    model=self.model_ref, thinking=self.thinking)
-                if self.chat_list.display:
-                    await self._fill_chats()
-            await asyncio.to_thread(self.store.add_message, self.chat_id, message)
-            return True
-        except StoreError as exc:
-            self.busy = False
-            self._set_busy(None)
-            if not self.input.text.strip():
-                self.input.text = shown or message["content"]
-                self.input.move_cursor(self.input.document.end)
-            self._store_failed(exc, "Your message was not sent; it is back in the input.")
-            return False
-        finally:
-            self._show_store_notices()
-
-    async def _begin(self, text: str) -> AssistantMessage:
-        self.busy = True
-        self._idle.clear()
-        self._stop.clear()
-        view = AssistantMessage()
-        await self.conversation.mount_all([UserMessage(text), view])
-        if not self._engine_ready.is_set():
-            self.status.busy = "waiting for the model"
-        else:
-            self.status.busy = "generating"
-        self._show_status()
-        return view
-
-    def _wait_for(self, ready: threading.Event) -> bool:
-        """Block a worker until ``ready``; False if the user stopped or the app closes."""
-        while not ready.wait(0.05):
-            if self._stop.is_set() or self._shutting_down.is_set():
-                return False
-        return not (self._stop.is_set() or self._shutting_down.is_set())
-
-    @work(thread=True, exit_on_error=False, group="turn")
-    def _run_turn(self, view: AssistantMessage, chat_id: int) -> None:
-        bridge = _Bridge(self, view, chat_id)
-        note, outcome = None, None
-        try:
-            if not self._wait_for(self._engine_ready) or not self._wait_for(self._host_ready) \
-                    or not self._wait_for_tools():
-                return
-            if self._engine_error:
-                note = "The model is not loaded; see the panel above."
-                return
-            from assistant.chat.turn import Turn
-            from assistant.engine import ChatCache
-
-            self._ui(self._set_busy, "generating")
-            tools = self._chat_tools()
-            if self.cache is None:
-                self.cache = ChatCache()
-            turn = Turn(self.engine, self._system(tools) + self.history, self._options(),
-                        chat=self.cache, observer=bridge, tools=tools)
-            self.turn = turn
-            if self._stop.is_set():
-                turn.cancel()
-            outcome = turn.run()
-            self.last_stats, self.prefill = outcome.stats, turn.prefill
-            if outcome.error:
-                note = f"⚠ {outcome.error.error}"
-            elif outcome.finish_reason == "length":
-                note = "Cut off at the token limit."
-            elif outcome.finish_reason == "rounds":
-                note = "Stopped after the tool-call limit for one turn."
-            self._ui(self._show_server_noise)
-        except Exception as exc:  # shown in the chat; the app goes on
-            note = f"⚠ {type(exc).__name__}: {exc}"
-        finally:
-            self.turn = None
-            stopped = self._stop.is_set() or (outcome is not None
-                                              and outcome.finish_reason == "cancelled")
-            bridge.end("⏹ stopped" if stopped and not note else note)
-            self._idle.set()
-
-    @work(thread=True, exit_on_error=False, group="prefill")
-    def _prepare_history(self, chat_id: int | None) -> None:
-        """An opened chat starts with an empty cache: once the model and the servers are
-        up, prefill its history in idle time, so its next turn prefills only the new
-        message."""
-        while not (self._engine_ready.wait(0.05) and self._host_ready.wait(0.05)):
-            if self._shutting_down.is_set():
-                return
-        if self._engine_error or self._shutting_down.is_set():
-            return
-        # Imported and read here, not on the UI thread: the turn loop brings in the MCP
-        # host, and the counter reads the tokenizer.
-        import assistant.chat.turn  # noqa: F401
-
-        if self.servers:
-            self._token_counter()
-        self._ui(self._start_prefill, chat_id)
-
-    def _start_prefill(self, chat_id: int | None) -> None:
-        # On the UI thread, like sending: a turn started meanwhile has the cache.
-        if self.busy or self.chat_id != chat_id or self.cache is not None or not self.history:
-            return
-        from assistant.chat.turn import prefill_history
-        from assistant.engine import ChatCache
-
-        tools = self._chat_tools()
-        self.cache = ChatCache()
-        self.prefill = prefill_history(self.engine, self._system(tools) + self.history,
-                                       self._options(), self.cache, tools)
-
-    def _drop_prefill(self) -> None:
-        if self.prefill is not None:
-            self.prefill.cancel()
-            self.prefill = None
-
-    def _wait_for_tools(self) -> bool:
-        """Block a worker until the tool list is known (servers first seen in this run
-        have answered or failed); False if the user stopped or the app closes."""
-        if self.host is None or self.host.wait_for_tools(0):
-            return True
-        self._ui(self._set_busy, "starting MCP servers")
-        while not self.host.wait_for_tools(0.05):
-            if self._stop.is_set() or self._shutting_down.is_set():
-                return False
-        return True
-
-    def _options(self):
-        from assistant.engine import GenerationOptions
-
-        s = self.settings
-        options = GenerationOptions(thinking=self.thinking, max_tokens=s.max_tokens,
-                                    thinking_budget=s.thinking_budget,
-                                    thinking_sampling=s.sampling_thinking,
-                                    direct_sampling=s.sampling_direct,
-                                    constrain_tool_calls=s.constrained_tool_calls)
-        return replace(options, **self.overrides)
-
-    def _system(self, tools) -> list[dict]:
-        from assistant.prompts import load
-
-        parts = [load("system")] + ([load("tools")] if tools else [])
-        system = "\n\n".join(p for p in parts if p)
-        return [{"role": "system", "content": system}] if system else []
-
-    def _token_counter(self):
-        if self._counter is None:
-            self._counter = self.engine.counter
-        return self._counter
-
-    def _chat_tools(self):
-        if self.host is None:
-            return None
-        revision = self.host.revision
-        if not self.host.tools():
-            return None
-        if self.tools is None:  # one per chat: "allow for this chat" lives in it
-            from assistant.chat.tooling import make_tools
-
-            self.tools = make_tools(self.host, self.servers, self._token_counter(),
-                                    self._approve)
-        elif revision != self._tools_revision:
-            # A server answered with other tools than the list kept from its last run:
-            # this turn offers the fresh ones.
-            from assistant.mcp.catalog import Catalog
-
-            self.tools.catalog = Catalog(self.host.tools(), self._token_counter().count)
-        self._tools_revision = revision
-        return self.tools
-
-    def _approve(self, request) -> str:
-        """The approval callback, on the turn's worker: show the modal, wait for the user."""
-        approval = self._approval = _Approval(threading.Event())
-        tool = request.tool
-
-        def ask() -> None:
-            def answered(choice: str | None) -> None:
-                approval.choice = choice or "deny"
-                approval.done.set()
-
-            self.push_screen(ApprovalScreen(tool.server, tool.name, request.arguments,
-                                            read_only=tool.read_only,
-                                            description=tool.description), answered)
-
-        self._ui(ask)
-        while not approval.done.wait(0.05):
-            if self._stop.is_set() or self._shutting_down.is_set():
-                self._ui(self._dismiss_approval)
-                approval.choice = "deny"
-                break
-        self._approval = None
-        return approval.choice
-
-    def _elicit(self, request, given_up: threading.Event):
-        """A server's question during a call, on a worker: show the form, wait for the
-        user; the call's time limit, Esc and quitting take the form down (cancel)."""
-        from assistant.mcp.elicit import CANCEL
-
-        done, answer = threading.Event(), [CANCEL]
-
-        def answered(choice) -> None:
-            answer[0] = choice or CANCEL
-            done.set()
-
-        self._ui(lambda: self.push_screen(ElicitScreen(request), answered))
-        while not done.wait(0.05):
-            if given_up.is_set() or self._stop.is_set() or self._shutting_down.is_set():
-                self._ui(lambda: isinstance(self.screen, ElicitScreen)
-                         and self.screen.dismiss(CANCEL))
-                break
-        return answer[0]
-
-    def _dismiss_approval(self) -> None:
-        if isinstance(self.screen, ApprovalScreen):
-            self.screen.dismiss("deny")
-
-    def _set_busy(self, text: str | None) -> None:
-        self.status.busy = text
-        self._show_status()
-
-    async def on_turn_update(self, message: TurnUpdate) -> None:
-        bridge = message.bridge
-        view = bridge.view
-        drawable = view.is_attached and not self._shutting_down.is_set()
-        for item in bridge.take():
-            match item:
-                case ("think", text) if drawable:
-                    await view.think(text)
-                case ("say", text) if drawable:
-                    await view.say(text)
-                case ("tool", key, call) if drawable:
-                    await view.tool_call(key, call)
-                case ("context", used, cached) if drawable:
-                    self.status.context_used, self.status.cached_tokens = used, cached
-                    self._show_status()
-                case ("stats", stats) if drawable:
-                    await view.end_round(stats.thinking_tokens)
-                    self._show_stats(stats)
-                case ("end", note):
-                    if drawable:
-                        await view.finish(note)
-                    self.busy = False
-                    self.status.busy = None
-                    self._show_status()
-
-    def _show_stats(self, stats) -> None:
-        s = self.status
-        if s.busy == "generating" or s.ttft_s is None:
-            s.ttft_s = stats.ttft_s
-        s.decode_tps = stats.decode_tps
-        s.context_used = stats.prompt_tokens + stats.generated_tokens
-        s.cached_tokens = stats.cached_tokens
-        s.busy = "tools" if self.busy else None
-        self._show_status()
-
-    # -- the chat store: each failure is a titled notice for a person, never a crash ---
-
-    _STORE_TITLES = {"locked": "Chats locked", "damaged": "Chats file damaged",
-                     "unwritable": "Chats not saved"}
-
-    def _store_failed(self, exc: StoreError, then: str = "", title: str | None = None) -> None:
-        self.notify(f"{exc}. {then}".strip(), severity="error", timeout=12,
-                    title=title or self._STORE_TITLES.get(exc.kind, "Chats"))
-        self._show_store_notices()
-
-    def _show_store_notices(self) -> None:
-        for title, line in self.store.take_notices():
-            self.notify(line, title=title, severity="warning", timeout=20)
-        if self.status.unsaved != bool(self.store.unsaved):
-            self.status.unsaved = bool(self.store.unsaved)
+    def _tick(self) -> None:
+        """Once a second: a long wait's seconds move in the status bar."""
+        if self.status.busy_since is not None:
             self._show_status()
 
-    def _try_store(self, fn, *args, **kwargs):
-        """``fn(...)``, or None once a failure has been shown."""
-        try:
-            return fn(*args, **kwargs)
-        except StoreError as exc:
-            self._store_failed(exc)
-            return None
-        finally:
-            self._show_store_notices()
+    async def _show_welcome(self, *, create: bool = False) -> None:
+        """Draw the start screen in the empty chat (``create``), or bring the one shown
+        up to date (the model loaded, the mode changed)."""
+        shown = list(self.query(Welcome))
+        if not shown and create and not self.history:
+            shown = [Welcome()]
+            await self.conversation.mount(shown[0])
+        for welcome in shown:
+            welcome.show(self.status, tools=bool(self.status.servers_total))
 
-    # -- actions ------------------------------------------------------------------------
-
-    def action_stop(self) -> None:
-        """Esc: stop the generation or tool call now; what was produced stays."""
-        if not self.busy:
-            return
-        self._stop.set()
-        turn = self.turn
-        if turn is not None:
-            turn.cancel()
-        self._dismiss_approval()
+    # -- commands ------------------------------------------------------------------------
 
     def action_toggle_thinking(self) -> None:
         self.thinking = not self.thinking
@@ -730,71 +166,7 @@ class ChatApp(ResourcesAndPrompts, App):
             self._try_store(self.store.update_chat, self.chat_id, thinking=self.thinking)
         self.notify("Thinking on for the next turns" if self.thinking
                     else "Thinking off for the next turns", timeout=2)
-
-    async def action_new_chat(self) -> None:
-        if self.busy:
-            self.notify("Stop the answer first (Esc).", title="Busy")
-            return
-        self._drop_prefill()
-        self.chat_id, self.history, self.cache, self.tools = None, [], None, None
-        await self.conversation.remove_children()
-        self.status.ttft_s = self.status.decode_tps = None
-        self.status.context_used = self.status.cached_tokens = 0
-        self._show_status()
-        if self.chat_list.display:
-            await self._fill_chats()
-        self.input.focus()
-
-    async def action_toggle_chats(self) -> None:
-        self.chat_list.display = not self.chat_list.display
-        if self.chat_list.display:
-            await self._fill_chats()
-            self.chat_list.focus()
-        else:
-            self.input.focus()
-
-    async def _fill_chats(self) -> None:
-        await self.chat_list.fill(self._try_store(self.store.chats) or [], self.chat_id)
-
-    async def on_list_view_selected(self, event: ListView.Selected) -> None:
-        if event.item is not None and event.item.name:
-            await self.resume(int(event.item.name))
-
-    async def resume(self, chat_id: int) -> None:
-        """Open a saved chat: its messages become the history, prefilled in idle time."""
-        if self.busy:
-            self.notify("Stop the answer first (Esc).", title="Busy")
-            return
-        try:
-            info = self.store.chat(chat_id)
-            stored = self.store.messages(chat_id) if info is not None else []
-        except StoreError as exc:  # one damaged chat: the app and the other chats go on
-            self._store_failed(exc, "This chat cannot be opened; the others still can.",
-                               title="Chat cannot be opened")
-            return
-        if info is None:
-            return
-        self._drop_prefill()
-        self.chat_id, self.history = chat_id, [m.as_message() for m in stored]
-        self.cache, self.tools = None, None
-        if self.history:
-            self._prepare_history(chat_id)
-        self.thinking = self.status.thinking = info.thinking
-        await self.conversation.remove_children()
-        group: list = []
-        for m in stored + [None]:
-            if m is None or m.role == "user":
-                if group:
-                    view = AssistantMessage()
-                    await self.conversation.mount(view)
-                    await view.show_stored(group)
-                    group = []
-                if m is not None:
-                    await self.conversation.mount(UserMessage(m.content))
-            else:
-                group.append(m)
-        self._show_status()
-        self.input.focus()
+        self.call_later(self._show_welcome)
 
     def action_tools(self) -> None:
         from assistant.mcp.approval import ApprovalStore
@@ -802,68 +174,6 @@ class ChatApp(ResourcesAndPrompts, App):
         servers = list(self.host.servers.values()) if self.host is not None else []
         self.push_screen(ToolsScreen(servers, ApprovalStore()),
                          lambda then: then == "attach" and self.call_later(self.pick_resource))
-
-    def _last_answer(self) -> str:
-        views = list(self.query(AssistantMessage))
-        return views[-1].all_text.strip() if views else ""
-
-    def action_copy_answer(self) -> None:
-        self._copy(self._last_answer(), "the last answer")
-
-    def action_copy_code(self) -> None:
-        blocks = _CODE_BLOCK.findall(self._last_answer())
-        self._copy(blocks[-1] if blocks else "", "the last code block")
-
-    def _copy(self, text: str, what: str) -> None:
-        if not text:
-            self.notify(f"There is no {what.removeprefix('the ')} to copy.")
-            return
-        self.copy_to_clipboard(text)  # OSC 52
-        if sys.platform == "darwin" and shutil.which("pbcopy"):  # Terminal.app has no OSC 52
-            subprocess.run(["pbcopy"], input=text.encode(), check=False)
-        self.notify(f"Copied {what}.", timeout=2)
-
-    def action_export(self) -> Path | None:
-        if self.chat_id is None:
-            self.notify("Nothing to export yet.")
-            return None
-        out = paths().data_dir / "exports" / f"chat-{self.chat_id}.md"
-        text = self._try_store(self.store.export_markdown, self.chat_id)
-        if text is None:
-            return None
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            self.notify(f"Cannot write {out}: {exc.strerror or exc}. Make the folder "
-                        "writable and export again.", title="Export failed", severity="error")
-            return None
-        self.notify(str(out), title="Chat exported", timeout=8)
-        return out
-
-    def action_rename_chat(self) -> None:
-        if self.chat_id is None:
-            self.notify("Send a message first.")
-            return
-        info = self._try_store(self.store.chat, self.chat_id)
-
-        def done(title: str | None) -> None:
-            if title:
-                self._try_store(self.store.rename, self.chat_id, title)
-                self.call_later(self._fill_chats)
-
-        self.push_screen(PromptScreen("Rename chat", info.title if info else DEFAULT_TITLE),
-                         done)
-
-    async def action_delete_chat(self) -> None:
-        if self.chat_id is not None and not self.busy:
-            try:
-                self.store.delete(self.chat_id)
-            except StoreError as exc:
-                self._store_failed(exc, "The chat was not deleted.")
-                return
-            await self.action_new_chat()
-            self.notify("Chat deleted.")
 
     def action_switch_model(self) -> None:
         def done(ref: str | None) -> None:
@@ -882,67 +192,37 @@ class ChatApp(ResourcesAndPrompts, App):
                                       "Hugging Face repo id or model directory"), done)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield SystemCommand("New chat", "Start a new conversation", self.action_new_chat)
-        yield SystemCommand("Toggle thinking", "Think before answering, or answer directly",
-                            self.action_toggle_thinking)
+        """The palette's list, in this order (``commands.AppCommands`` keeps it)."""
+        yield SystemCommand("Toggle thinking", "ctrl+t · think before answering, or answer "
+                            "directly", self.action_toggle_thinking)
+        yield SystemCommand("Tools", "ctrl+o · MCP servers, their tools, stored approvals",
+                            self.action_tools)
         yield SystemCommand("Switch model", "Load another model (repo id or directory)",
                             self.action_switch_model)
-        yield SystemCommand("Tools", "MCP servers, their tools, stored approvals",
-                            self.action_tools)
+        yield SystemCommand("New chat", "ctrl+n · start a new conversation",
+                            self.action_new_chat)
+        yield SystemCommand("Chats", "ctrl+b · show or hide the saved chats",
+                            self.action_toggle_chats)
+        yield SystemCommand("Export chat", "ctrl+s · save this chat as Markdown",
+                            self.action_export)
         yield SystemCommand("Attach a resource", "A server's resource goes with the next "
                             "message (or type @)", self.action_attach_resource)
         yield SystemCommand("Use a prompt", "A built-in command or a server's prompt (or "
                             "type / in an empty input)", self.action_use_prompt)
-        yield SystemCommand("Export chat", "Save this chat as Markdown", self.action_export)
         yield SystemCommand("Rename chat", "Give this chat a title", self.action_rename_chat)
         yield SystemCommand("Delete chat", "Delete this chat", self.action_delete_chat)
-        yield SystemCommand("Copy last answer", "To the clipboard", self.action_copy_answer)
+        yield SystemCommand("Copy last answer", "ctrl+g · to the clipboard",
+                            self.action_copy_answer)
         yield SystemCommand("Copy last code block", "To the clipboard", self.action_copy_code)
-        yield from super().get_system_commands(screen)
+        yield SystemCommand("Keys", "F1 · show or hide every key", self.action_keys)
+        yield SystemCommand("Quit", "ctrl+q · quit the app", self.action_quit)
 
-    # -- /summarize -------------------------------------------------------------------
-
-    async def _summarize(self, text: str) -> None:
-        args = text.split(maxsplit=1)
-        if len(args) < 2:
-            self.notify("Usage: /summarize PATH", title="Summarize")
-            return
-        from assistant.notes.summarize import summarize
-
-        message = {"role": "user", "content": text}
-        if not await self._save_user_message(message):
-            return
-        self.history.append(message)
-        view = await self._begin(text)
-        self._run_summary(view, self.chat_id, summarize, Path(args[1]).expanduser())
-
-    @work(thread=True, exit_on_error=False, group="turn")
-    def _run_summary(self, view, chat_id: int, summarize, path: Path) -> None:
-        bridge = _Bridge(self, view, chat_id)
-        note = None
-        try:
-            if not self._wait_for(self._engine_ready):
-                return
-            if self._engine_error:
-                note = "The model is not loaded; see the panel above."
-                return
-            from assistant.notes.summarize import SummaryOptions
-
-            # Non-thinking, as on the command line; injected logits processors apply too.
-            options = SummaryOptions(
-                logits_processors=self.overrides.get("logits_processors", ()))
-            result = summarize(self.engine, [path], count=self._token_counter().count,
-                               settings=self.settings, options=options, cancel=self._stop,
-                               on_progress=lambda *a: self._ui(self._set_busy,
-                                                               f"summarizing {a[-1] if a else ''}"))
-            bridge._put("say", result.markdown)
-            bridge.on_message({"role": "assistant", "content": result.markdown})
-        except Exception as exc:
-            note = f"⚠ summarizing failed: {exc}"
-        finally:
-            stopped = self._stop.is_set()
-            bridge.end("⏹ stopped" if stopped and not note else note)
-            self._idle.set()
+    def action_keys(self) -> None:
+        """F1: the keys panel, open or closed."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     # -- quitting -----------------------------------------------------------------------
 
@@ -953,26 +233,6 @@ class ChatApp(ResourcesAndPrompts, App):
 
         await asyncio.to_thread(self.close_backends)
         self.exit()
-
-    def close_backends(self) -> None:
-        """Stop the turn, shut the MCP servers down, close the engine. Idempotent."""
-        if self._backends_closed:
-            return
-        self._shutting_down.set()
-        self._stop.set()
-        if self.turn is not None:
-            self.turn.cancel()
-        self._idle.wait(30)  # the turn stores what it produced before the store closes
-        if self.servers:
-            self._host_ready.wait(30)
-        if self.host is not None:
-            self.host.close()
-        for engine in self._owned_engines:
-            engine.close()
-        self._owned_engines.clear()
-        if self._own_store:
-            self.store.close()
-        self._backends_closed = True
 
 
 def _short_name(model: str) -> str:
@@ -988,10 +248,12 @@ def _short_name(model: str) -> str:
 def create_app(settings: Settings | None = None, *, model: str | Path | None = None,
                thinking: bool | None = None, mcp_config: Path | None = None,
                no_tools: bool = False, servers: list | None = None, engine: Any = None,
-               options: dict | None = None, store: ChatStore | None = None) -> ChatApp:
+               options: dict | None = None, store: ChatStore | None = None,
+               reopen: bool = False) -> ChatApp:
     """Build the app. Tests and benchmarks inject ``engine`` (a loaded ``Engine``, which
     the app then does not close), ``servers`` (instead of the config file), ``options``
-    (extra ``GenerationOptions`` fields, e.g. ``logits_processors``) and ``store``."""
+    (extra ``GenerationOptions`` fields, e.g. ``logits_processors``) and ``store``.
+    ``reopen`` opens the latest chat at start, as ``assistant`` does without ``--new``."""
     settings = settings or Settings()
     problems: list[str] = []
     if servers is None and not no_tools:
@@ -1004,7 +266,7 @@ def create_app(settings: Settings | None = None, *, model: str | Path | None = N
     return ChatApp(model=str(model or settings.model), settings=settings,
                    thinking=settings.thinking if thinking is None else thinking,
                    servers=[] if no_tools else servers, problems=problems, engine=engine,
-                   options=options, store=store)
+                   options=options, store=store, reopen=reopen)
 
 
 def run_chat(args, settings: Settings) -> int:
@@ -1017,7 +279,8 @@ def run_chat(args, settings: Settings) -> int:
     if args.adapter:
         settings = replace(settings, adapter=str(args.adapter))
     app = create_app(settings, model=args.model, thinking=args.thinking,
-                     mcp_config=args.mcp_config, no_tools=args.no_tools)
+                     mcp_config=args.mcp_config, no_tools=args.no_tools,
+                     reopen=not args.new)
     try:
         app.run()
     finally:

@@ -143,7 +143,9 @@ class PickerScreen(ModalScreen):
         options = self.query_one(OptionList)
         options.clear_options()
         if not self.shown:
-            options.add_option(Option(Text(self.empty, style="dim"), disabled=True))
+            line = self.empty if not self.choices else \
+                "Nothing matches; Backspace widens the filter, Esc goes back."
+            options.add_option(Option(Text(line, style="dim"), disabled=True))
             return
         options.add_options([Option(self._row(c)) for c in self.shown])
         options.highlighted = 0

@@ -81,7 +81,9 @@ class ResourcesAndPrompts:
             if typed:
                 self._type_back(typed)
             else:
-                self.notify("No MCP servers are running.", title="Attach a resource")
+                from assistant.tui.screens import NO_SERVERS
+
+                self.notify(NO_SERVERS, title="Attach a resource", timeout=10)
             return
         resources = await self._off_thread(self._listed, "resources", title="Resources")
         if resources is None:
@@ -102,7 +104,8 @@ class ResourcesAndPrompts:
                 await self.attach(resource.server, resource.uri)
 
         self.push_screen(PickerScreen("Attach a resource", resource_choices(resources),
-                                      empty="No resources on the running servers.",
+                                      empty="None of the running servers offers resources; "
+                                      "Esc goes back.",
                                       widths=(9, 10, 30, 10)), picked)
 
     async def attach(self, server: str, uri: str) -> Attachment | None:
@@ -200,7 +203,7 @@ class ResourcesAndPrompts:
                 await self.use_prompt(value)
 
         self.push_screen(PickerScreen("Commands and prompts", command_choices(prompts),
-                                      query="", empty="No command or prompt matches.",
+                                      query="",
                                       widths=(14, 9, 40)), picked)
 
     async def use_prompt(self, prompt, values: dict[str, str] | None = None) -> None:

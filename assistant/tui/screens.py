@@ -20,6 +20,11 @@ APPROVAL_CHOICES = (("deny", "Deny", "primary"), ("once", "Once", "default"),
                     ("chat", "This chat", "default"), ("always", "Always", "warning"))
 
 
+# The tools overview, the resource picker and the start notice with no server running.
+NO_SERVERS = ("No MCP servers running. Add one to mcp.json in the config directory "
+              "(README, Tools) and start again without --no-tools.")
+
+
 class ApprovalScreen(ModalScreen[str]):
     """Shows the full arguments of a tool call and asks whether it may run.
 
@@ -106,8 +111,7 @@ class ToolsScreen(ModalScreen[str | None]):
             yield Label("Tools", classes="dialog-title")
             with VerticalScroll(id="servers"):
                 if not self.servers:
-                    yield Static("No MCP servers (started with --no-tools, or none "
-                                 "configured).", classes="muted")
+                    yield Static(NO_SERVERS, markup=False, classes="muted")
                 for state in self.servers:
                     tools = ", ".join(t.name for t in state.tools) or "no tools"
                     problem = f" — {state.error}" if state.error else ""
@@ -115,6 +119,9 @@ class ToolsScreen(ModalScreen[str | None]):
                                  markup=False, classes=f"server {state.status}")
             yield Label("Stored approvals (r to revoke the selected one)")
             yield DataTable(id="approvals", cursor_type="row", zebra_stripes=True)
+            yield Static("None stored. Choose Always when a tool asks to run, and it runs "
+                         "from then on without asking; it is listed here to revoke.",
+                         id="no-approvals", classes="muted")
             yield Static("Esc closes", classes="muted")
 
     def on_mount(self) -> None:
@@ -129,6 +136,9 @@ class ToolsScreen(ModalScreen[str | None]):
             for tool, choice in sorted(tools.items()):
                 # Text, not markup: the names come from servers.
                 table.add_row(Text(server), Text(tool), choice, key=f"{server}\0{tool}")
+        # An empty table would show only its header: one line says what fills it.
+        table.display = bool(table.row_count)
+        self.query_one("#no-approvals").display = not table.row_count
 
     def action_revoke(self) -> None:
         table = self.query_one("#approvals", DataTable)

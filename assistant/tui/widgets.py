@@ -312,6 +312,8 @@ class Status:
     servers_up: int = 0
     servers_total: int = 0
     busy: str | None = None
+    busy_since: float | None = None  # a long wait (a summary): the bar counts its seconds
+    servers_note: str | None = None  # "starting 3 s" while servers come up
     unsaved: bool = False  # the chat store could not be written: chats live in memory
 
 
@@ -325,7 +327,8 @@ class StatusBar(Static):
     def show(self, s: Status) -> None:
         parts = [s.model, "think" if s.thinking else "no-think"]
         if s.loading or s.busy:
-            parts.append(s.loading or s.busy)
+            waited = int(time.monotonic() - s.busy_since) if s.busy_since is not None else 0
+            parts.append(s.loading or (f"{s.busy} {waited} s" if waited else s.busy))
         if s.ttft_s is not None:
             parts.append(f"TTFT {s.ttft_s * 1000:.0f}ms {s.decode_tps or 0:.0f} tok/s")
         if s.context_window:
@@ -333,16 +336,65 @@ class StatusBar(Static):
                          f" cache {_short(s.cached_tokens)}")
         if s.unsaved:
             parts.append("UNSAVED")
-        parts.append(f"MCP {s.servers_up}/{s.servers_total}")
+        parts.append(f"MCP {s.servers_up}/{s.servers_total}"
+                     + (f" {s.servers_note}" if s.servers_note else ""))
         self.update("  ".join(parts))
 
 
-class ChatList(ListView):
-    """Saved chats, the latest first; selecting one resumes it."""
+class ChatList(Vertical):
+    """Saved chats, the latest first, one line each; selecting one resumes it. A header
+    names the panel; with no chats, one line says how to make one."""
+
+    EMPTY = "No saved chats yet. Send a message and it is kept here."
+
+    def compose(self):
+        yield Static("Chats · ctrl+b hides", classes="chats-header")
+        yield ListView(id="chat-list")
+        yield Static(self.EMPTY, id="chats-empty", classes="muted")
+
+    @property
+    def list(self) -> ListView:
+        return self.query_one("#chat-list", ListView)
+
+    def focus(self, scroll_visible: bool = True):
+        self.list.focus(scroll_visible)
+        return self
 
     async def fill(self, chats, current: int | None) -> None:
-        await self.clear()
-        await self.extend(ListItem(Static(chat.title, markup=False), name=str(chat.id))
+        view = self.list
+        await view.clear()
+        await view.extend(ListItem(Static(chat.title, markup=False), name=str(chat.id))
                           for chat in chats)
         ids = [c.id for c in chats]
-        self.index = ids.index(current) if current in ids else (0 if ids else None)
+        view.index = ids.index(current) if current in ids else (0 if ids else None)
+        view.display = bool(chats)
+        self.query_one("#chats-empty").display = not chats
+
+
+class Welcome(Static):
+    """The empty chat's first screen: the model and the mode, what to try, where help
+    is. It goes when the first message is sent."""
+
+    # Lines short enough for the chat beside the chat list (about 48 columns).
+    EXAMPLES = ("Explain Python generators with an example.",
+                "Draft a polite reply declining a meeting.",
+                "/summarize ~/notes  (a file or a folder)")
+
+    def __init__(self) -> None:
+        super().__init__(id="welcome", markup=False)
+
+    def show(self, s: Status, tools: bool) -> None:
+        mode = ("Thinking on: it reasons first (ctrl+t: off)" if s.thinking
+                else "Thinking off: it answers at once (ctrl+t: on)")
+        tools_line = ["Tools ask before they run; ctrl+o lists them."] if tools else []
+        self.update("\n".join([
+            s.model,
+            mode,
+            "",
+            "Try:",
+            *(f"  {line}" for line in self.EXAMPLES),
+            "",
+            *tools_line,
+            "@ attaches a resource · / a prompt or /think",
+            "ctrl+p commands · F1 keys · ctrl+b saved chats",
+        ]))
