@@ -21,8 +21,10 @@ SHA = "1" * 40
 class FakeHub:
     """``with FakeHub(folder, "someone/model") as hub:`` then ``HF_ENDPOINT=hub.url``."""
 
-    def __init__(self, folder: Path, repo: str):
-        self.folder, self.repo = folder, repo
+    def __init__(self, folder: Path, repo: str, *, hold: threading.Event | None = None):
+        """``hold``: each file's second half waits until the event is set, so a test can
+        see a download part way."""
+        self.folder, self.repo, self.hold = folder, repo, hold
         self.files = {p.name: p for p in sorted(folder.iterdir()) if p.is_file()}
         self.requests: list[str] = []
         hub = self
@@ -71,9 +73,13 @@ class FakeHub:
             handler.send_header("X-Repo-Commit", SHA)
             handler.end_headers()
             if body:
-                with file.open("rb") as f:
-                    while chunk := f.read(1 << 20):
-                        handler.wfile.write(chunk)
+                data = file.read_bytes()
+                half = len(data) // 2
+                handler.wfile.write(data[:half])
+                handler.wfile.flush()
+                if self.hold is not None:
+                    self.hold.wait(60)
+                handler.wfile.write(data[half:])
         else:
             handler.send_response(404)
             handler.send_header("Content-Length", "0")

@@ -156,3 +156,38 @@ def test_kill_9_mid_answer_keeps_what_was_on_screen(fixture_model, app_home, tmp
     user, assistant = ChatStore().messages(chat.id)
     assert user.content == "Tell me a long story"
     assert assistant.status == "interrupted" and assistant.content.startswith(partial[:400])
+
+
+def test_first_run_shows_the_download_in_the_status_bar(fixture_model, app_home, tmp_path):
+    """The model is a repo id not yet in the cache: the real command downloads it from a
+    loopback hub (``HF_ENDPOINT``), and the status bar shows bytes and percentage while
+    it does; then the model loads and the app is ready."""
+    import threading
+
+    from fake_hub import FakeHub
+
+    hold = threading.Event()  # each file's second half waits: the download is seen part way
+    repo = "someone/tiny-qwen3"
+    tmux = Tmux(width=100)
+    try:
+        with FakeHub(fixture_model, repo, hold=hold) as hub:
+            env = {"ASSISTANT_HOME": str(app_home), "HOME": str(tmp_path / "user"),
+                   "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0",
+                   "HF_ENDPOINT": hub.url, "TERM": "xterm-256color"}
+            tmux.start([*assistant_command(), "--model", repo, "--no-tools"], env)
+            tmux.wait_for(f"downloading {repo}:", timeout=60)
+            line = next(row for row in tmux.screen().splitlines() if "downloading" in row)
+            percent = int(re.search(r"\((\d+)%\)", line).group(1))
+            assert 0 < percent < 100, line
+            assert re.search(r"[\d.]+ (KB|MB) of [\d.]+ (KB|MB)", line), line
+            hold.set()
+            tmux.wait_for("ctx 0/", timeout=120)  # downloaded, then loaded
+            assert "downloading" not in tmux.screen()
+        tmux.send("C-q")
+        deadline = time.monotonic() + 30
+        while not tmux.exited():
+            assert time.monotonic() < deadline, tmux.screen()
+            time.sleep(0.05)
+    finally:
+        hold.set()
+        tmux.kill()

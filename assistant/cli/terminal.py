@@ -97,27 +97,12 @@ def download_progress(name: str, stream=None):
     if not line.live:
         yield None
         return
-    shown = [0.0]
+    from assistant.engine.model import download_reporter
 
-    def progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - shown[0] < 0.1 and done < total:  # a few redraws a second are enough
-            return
-        shown[0] = now
-        percent = f" ({100 * done // total}%)" if total else ""
-        line.show(f"downloading {name}: {_size(done)} of {_size(total)}{percent}")
-
+    progress = download_reporter(name, line.show)
     try:
         yield progress
     finally:
         line.clear()
 
 
-def _size(n: float) -> str:
-    """Bytes as a person reads them: 512 bytes, 12.3 MB, 1.2 GB."""
-    if n < 1000:
-        return f"{n:,.0f} bytes"
-    for unit in ("KB", "MB", "GB"):
-        n /= 1000
-        if n < 1000 or unit == "GB":
-            return f"{n:.1f} {unit}"

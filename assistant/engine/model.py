@@ -28,6 +28,26 @@ ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
+def download_reporter(name: str, show: Callable[[str], None], every: float = 0.1) -> Progress:
+    """A ``progress`` callback that hands ``show`` one line at most every ``every``
+    seconds, and always the last: "downloading NAME: 12.3 MB of 350.0 MB (3%)"."""
+    import time
+
+    from assistant.text import size_text
+
+    shown = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - shown[0] < every and done < total:
+            return
+        shown[0] = now
+        percent = f" ({100 * done // total}%)" if total else ""
+        show(f"downloading {name}: {size_text(done)} of {size_text(total)}{percent}")
+
+    return progress
+
+
 def is_repo_id(ref: str) -> bool:
     return bool(_REPO_ID.match(ref)) and not ref.startswith((".", "~"))
 

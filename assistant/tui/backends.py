@@ -5,6 +5,7 @@ and their shutdown."""
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from textual import work
 
@@ -29,10 +30,14 @@ class Backends:
                 engine, self._injected = self._injected, None
             else:
                 from assistant.engine import open_engine
+                from assistant.engine.model import download_reporter
 
+                # A first run downloads here: bytes and percentage in the status bar.
+                shown = download_reporter(model, partial(self._ui, self._set_loading), 0.25)
                 engine = open_engine(model, self.settings,
                                      tool_calls=any(not s.disabled for s in self.servers)
-                                     and self.settings.constrained_tool_calls)
+                                     and self.settings.constrained_tool_calls,
+                                     progress=shown)
                 self._owned_engines.append(engine)
             while not engine.wait_loaded(0.25):
                 if self._shutting_down.is_set():
