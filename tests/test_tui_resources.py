@@ -12,7 +12,7 @@ from test_turn import call
 
 from assistant.chat.store import ChatStore
 from assistant.mcp.approval import ApprovalStore
-from assistant.cli.resources import attachment
+from assistant.chat.resources import attachment
 from assistant.tui.mcp_screens import FormScreen, PickerScreen
 from assistant.tui.widgets import AttachmentChip, ToolCard, UserMessage
 

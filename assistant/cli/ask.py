@@ -86,7 +86,7 @@ def _mcp_wanted(args) -> list[str]:
 def _mcp_messages(args, host, prompt: str | None) -> tuple[list[dict], list[tuple[str, str]]]:
     """The chat messages a server's prompt and the attached resources make, with the
     user's own text last; and the attachments as (reference, text)."""
-    from assistant.cli.resources import attachment, prompt_messages, read_text
+    from assistant.chat.resources import attachment, prompt_messages, read_text
 
     attached = [(f"{server}:{uri}", read_text(host, server, uri)) for server, uri in args.attach]
     messages = []
@@ -155,7 +155,7 @@ def _answer(args, settings, prompt: str, host) -> int:
         else:
             messages += mcp_messages
         if attached:
-            from assistant.cli.resources import check_fits
+            from assistant.chat.resources import check_fits
 
             check_fits(engine, engine.counter, messages, attached)
         printer = _Printer(args.json, args.show_thinking)

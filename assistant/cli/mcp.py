@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from assistant.cli.terminal import ProgressLine, drop_typed_ahead, open_terminal, printable
 from assistant.mcp.elicit import CANCEL, DECLINE, Answer, Elicitation, Field, parse
+from assistant.mcp.toolinfo import resource_links
 
 
 @contextmanager
@@ -50,19 +51,6 @@ def _starting(waited) -> str:
     return (f"starting {len(waited)} {servers}… {len(ready)}/{len(waited)} ready"
             + (f", {failed} failed" if failed else "")
             + (f" (waiting for {', '.join(left)})" if left else ""))
-
-
-def resource_links(result: str, limit: int = 20) -> list[tuple[str, str]]:
-    """The resource links a tool's result shows (``[resource: URI (…)]`` lines), as
-    (line, URI), at most ``limit`` of them from its first thousand lines."""
-    links = []
-    for text in result.splitlines()[:1000]:
-        if text.startswith("[resource: ") and text.endswith("]"):
-            uri = text[len("[resource: "):].split(" ", 1)[0].rstrip("]")
-            links.append((text, uri))
-            if len(links) == limit:
-                break
-    return links
 
 
 def link_lines(server: str | None, result: str) -> list[str]:

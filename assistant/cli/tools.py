@@ -236,7 +236,7 @@ def _call(args, servers) -> int:
         names = ", ".join(s.name for s in servers) or "none"
         raise UserError(f"no MCP server named {args.server!r} (configured: {names})")
     with servers_started(chosen) as host:
-        from assistant.cli.resources import ready
+        from assistant.chat.resources import ready
 
         state = ready(host, args.server)
         if args.tool not in {t.name for t in state.tools}:

@@ -107,3 +107,16 @@ def size_text(size: int) -> str:
     if size < 1024 * 1024:
         return f"{size / 1024:.1f} KB"
     return f"{size / (1024 * 1024):.1f} MB"
+
+
+def resource_links(result: str, limit: int = 20) -> list[tuple[str, str]]:
+    """The resource links a tool's result shows (``[resource: URI (…)]`` lines), as
+    (line, URI), at most ``limit`` of them from its first thousand lines."""
+    links = []
+    for text in result.splitlines()[:1000]:
+        if text.startswith("[resource: ") and text.endswith("]"):
+            uri = text[len("[resource: "):].split(" ", 1)[0].rstrip("]")
+            links.append((text, uri))
+            if len(links) == limit:
+                break
+    return links

@@ -38,7 +38,7 @@ class ResourcesAndPrompts:
     # -- asking the servers -------------------------------------------------------------
 
     def _listed(self, method: str) -> list:
-        from assistant.cli.resources import listed
+        from assistant.chat.resources import listed
 
         if self.host is None:
             return []
@@ -110,7 +110,7 @@ class ResourcesAndPrompts:
 
     async def attach(self, server: str, uri: str) -> Attachment | None:
         """Read the resource and show it as a chip; it goes with the next message."""
-        from assistant.cli.resources import read_text
+        from assistant.chat.resources import read_text
 
         ref = f"{server}:{uri}"
         if any(a.ref == ref for a in self.attachments):
@@ -145,7 +145,7 @@ class ResourcesAndPrompts:
 
     def with_attachments(self, text: str) -> str:
         """The user's text after the attached resources, framed as ``ask --attach`` does."""
-        from assistant.cli.resources import attachment
+        from assistant.chat.resources import attachment
 
         return "\n\n".join([*(attachment(a.ref, a.text) for a in self.attachments),
                             *([text] if text else [])])
@@ -156,7 +156,7 @@ class ResourcesAndPrompts:
             return None
         if self.engine is None:
             return "the model is still loading; send once it is up"
-        from assistant.cli.resources import check_fits
+        from assistant.chat.resources import check_fits
 
         whole = self._system(self.tools) + self.history + messages
         try:
@@ -218,7 +218,7 @@ class ResourcesAndPrompts:
             self.push_screen(FormScreen(f"{prompt.server}: /{prompt.name}", fields,
                                         prompt.description or ""), filled)
             return
-        from assistant.cli.resources import prompt_messages
+        from assistant.chat.resources import prompt_messages
 
         got = await self._off_thread(prompt_messages, self.host, prompt.server, prompt.name,
                                      values or {}, title="Prompt failed")

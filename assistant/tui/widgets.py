@@ -157,7 +157,7 @@ class ToolCard(Vertical):
         if self.query("#attach-links") or call.status != "ok" or not call.server \
                 or not call.result:
             return
-        from assistant.cli.mcp import resource_links
+        from assistant.mcp.toolinfo import resource_links
 
         self.links = [uri for _, uri in resource_links(call.result)]
         if self.links:
