@@ -15,7 +15,7 @@ import mlx.core as mx
 from assistant.bench.decode import DEFAULT_MAX_TOKENS, format_table, measure
 from assistant.bench.reuse import measure_reuse
 from assistant.engine import Engine, resolve_model
-from assistant.engine.remote import is_remote
+from assistant.engine.backends import is_remote
 
 
 def run_bench(args, settings) -> int:

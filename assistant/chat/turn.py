@@ -14,14 +14,16 @@ import threading
 import time
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from assistant.engine import (ChatCache, Engine, Event, Failed, GenerationOptions, Prefill,
                               ToolCallParsed, TurnResult, TurnStats)
 from assistant.mcp.approval import ApprovalRequest, Approvals, Approver
-from assistant.mcp.audit import AuditLog
 from assistant.mcp.catalog import TOOL_SHARE, Catalog
-from assistant.mcp.host import McpHost
+
+if TYPE_CHECKING:  # a turn without tools never loads the host
+    from assistant.mcp.audit import AuditLog
+    from assistant.mcp.host import McpHost
 
 MAX_ROUNDS = 6
 PROGRESS_EVERY_S = 0.1  # at most this often a call's progress reaches the front end

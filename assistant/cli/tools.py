@@ -193,7 +193,8 @@ def _counter(settings):
     """Token counts need the model's tokenizer; without a local model (not downloaded, or
     on an inference server), they are estimated as the server backend estimates them."""
     from assistant.engine.model import resolve_model
-    from assistant.engine.remote import EstimatedCounter, is_remote
+    from assistant.engine.backends import is_remote
+    from assistant.engine.remote import EstimatedCounter
     from assistant.tokens import counter_for
 
     if not is_remote(settings.model):

@@ -11,10 +11,17 @@ import os
 from pathlib import Path
 
 from assistant.config import Settings
-from assistant.engine.remote import is_remote
 from assistant.errors import ModelError
 
 __all__ = ["is_remote", "open_engine"]
+
+REMOTE_SCHEMES = ("http://", "https://")
+
+
+def is_remote(model: str | None) -> bool:
+    """Whether ``model`` names a server's address rather than a model. (The server's
+    client, ``remote.py``, is imported only when it does.)"""
+    return bool(model) and model.strip().lower().startswith(REMOTE_SCHEMES)
 
 
 def open_engine(model: str | None, settings: Settings, *, tool_calls: bool = False,

@@ -37,17 +37,12 @@ from assistant.engine.generation import (Generation, GenerationOptions, Prefill,
                                          effective_thinking)
 from assistant.errors import ModelError
 
-REMOTE_SCHEMES = ("http://", "https://")
 DEFAULT_SERVER_MODEL = "default_model"  # what mlx_lm.server calls the model it was started with
 CONNECT_TIMEOUT = 10.0
 
 # The text of a control token: <|...|> and Qwen3's tag-like markers.
 _CONTROL_TEXT = re.compile(r"<(?=\|[^\s<>|]{1,40}\|>|/?(?:think|tool_call|tool_response)>)")
 WORD_JOINER = "\u2060"
-
-
-def is_remote(model: str | None) -> bool:
-    return bool(model) and model.strip().lower().startswith(REMOTE_SCHEMES)
 
 
 def defang(text: str) -> str:

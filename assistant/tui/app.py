@@ -240,7 +240,7 @@ def _short_name(model: str) -> str:
     server's address."""
     from urllib.parse import urlsplit
 
-    from assistant.engine.remote import is_remote
+    from assistant.engine.backends import is_remote
 
     return urlsplit(model).netloc if is_remote(model) else Path(model).name or model
 

@@ -34,7 +34,7 @@ class Score:
 
 def run_eval(args, settings) -> int:
     from assistant.tune import data_dir
-    from assistant.engine.remote import is_remote
+    from assistant.engine.backends import is_remote
     from assistant.tune.train import read_split
 
     spec = str(args.model or settings.model)

@@ -26,7 +26,7 @@ CHECKPOINTS = 5  # saves over a run; Ctrl+C keeps the latest
 
 def run_train(args, settings) -> int:
     from assistant.tune import adapters_dir, data_dir
-    from assistant.engine.remote import is_remote
+    from assistant.engine.backends import is_remote
 
     model_spec = args.model or settings.model
     if is_remote(model_spec):
