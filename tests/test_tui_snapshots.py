@@ -198,6 +198,12 @@ def test_start_screen(snap_compare, app):
     assert snap_compare(app, run_before=run_before)
 
 
+async def open_chat_list(pilot):
+    await settle(pilot)
+    await pilot.press("ctrl+b")
+    await settle(pilot)
+
+
 def test_chat_list(snap_compare, app):
     """A header, one line per chat (a long title cut with …), the open chat selected."""
     store = ChatStore()
@@ -206,21 +212,11 @@ def test_chat_list(snap_compare, app):
         chat = store.create_chat(title)
         store.add_message(chat, {"role": "user", "content": title})
 
-    async def run_before(pilot):
-        await settle(pilot)
-        await pilot.press("ctrl+b")
-        await settle(pilot)
-
-    assert snap_compare(app, run_before=run_before)
+    assert snap_compare(app, run_before=open_chat_list)
 
 
 def test_chat_list_empty(snap_compare, app):
-    async def run_before(pilot):
-        await settle(pilot)
-        await pilot.press("ctrl+b")
-        await settle(pilot)
-
-    assert snap_compare(app, run_before=run_before)
+    assert snap_compare(app, run_before=open_chat_list)
 
 
 def test_tools_screen_empty(snap_compare, app):

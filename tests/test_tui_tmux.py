@@ -21,6 +21,15 @@ from assistant.bench.chat_app import Tmux, assistant_command, processes_with
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 
+def quit_app(tmux: Tmux) -> None:
+    """ctrl+q, then the pane's process must end within 30 s."""
+    tmux.send("C-q")
+    deadline = time.monotonic() + 30
+    while not tmux.exited():
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("tools", [False, True], ids=["no-tools", "mcp-config"])
 def test_chat_in_a_real_terminal(fixture_model, app_home, tmp_path, tools):
     command = [*assistant_command(), "--model", str(fixture_model), "--no-think"]
@@ -51,11 +60,7 @@ def test_chat_in_a_real_terminal(fixture_model, app_home, tmp_path, tools):
         # The random fixture model says something until its end of turn or the token
         # limit; the status bar then shows the reply's speed.
         tmux.wait_for("tok/s", timeout=60)
-        tmux.send("C-q")
-        deadline = time.monotonic() + 30
-        while not tmux.exited():
-            assert time.monotonic() < deadline, tmux.screen()
-            time.sleep(0.05)
+        quit_app(tmux)
         left = [p for p in processes_with(str(app_home)) if "tmux" not in p]
         assert not left, left
     finally:
@@ -71,11 +76,7 @@ def test_chat_in_a_real_terminal(fixture_model, app_home, tmp_path, tools):
                 tmux.start(command + extra, env)
                 tmux.wait_for(shown, timeout=60)
                 assert absent not in tmux.screen()
-                tmux.send("C-q")
-                deadline = time.monotonic() + 30
-                while not tmux.exited():
-                    assert time.monotonic() < deadline, tmux.screen()
-                    time.sleep(0.05)
+                quit_app(tmux)
             finally:
                 tmux.kill()
         assert len(ChatStore().chats()) == 1
@@ -183,11 +184,7 @@ def test_first_run_shows_the_download_in_the_status_bar(fixture_model, app_home,
             hold.set()
             tmux.wait_for("ctx 0/", timeout=120)  # downloaded, then loaded
             assert "downloading" not in tmux.screen()
-        tmux.send("C-q")
-        deadline = time.monotonic() + 30
-        while not tmux.exited():
-            assert time.monotonic() < deadline, tmux.screen()
-            time.sleep(0.05)
+        quit_app(tmux)
     finally:
         hold.set()
         tmux.kill()
