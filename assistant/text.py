@@ -30,14 +30,3 @@ def scrub_data(value):
     if isinstance(value, (list, tuple)):
         return [scrub_data(v) for v in value]
     return value
-
-
-def size_text(n: float) -> str:
-    """Bytes as a person reads them: 512 bytes, 12.3 MB, 1.2 GB."""
-    if n < 1000:
-        return f"{n:,.0f} bytes"
-    for unit in ("KB", "MB", "GB"):
-        n /= 1000
-        if n < 1000 or unit == "GB":
-            break
-    return f"{n:.1f} {unit}"

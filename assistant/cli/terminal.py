@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import sys
 import threading
-import time
 from contextlib import contextmanager
 
 from assistant.text import scrub

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from assistant.tune import adapters_dir, data_dir
+from assistant.tune import data_dir
 
 
 def add_parser(commands, model_options) -> None:

@@ -14,6 +14,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,10 +32,6 @@ _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 def download_reporter(name: str, show: Callable[[str], None], every: float = 0.1) -> Progress:
     """A ``progress`` callback that hands ``show`` one line at most every ``every``
     seconds, and always the last: "downloading NAME: 12.3 MB of 350.0 MB (3%)"."""
-    import time
-
-    from assistant.text import size_text
-
     shown = [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -43,9 +40,20 @@ def download_reporter(name: str, show: Callable[[str], None], every: float = 0.1
             return
         shown[0] = now
         percent = f" ({100 * done // total}%)" if total else ""
-        show(f"downloading {name}: {size_text(done)} of {size_text(total)}{percent}")
+        show(f"downloading {name}: {_size(done)} of {_size(total)}{percent}")
 
     return progress
+
+
+def _size(n: float) -> str:
+    """Bytes as a person reads them: 512 bytes, 12.3 MB, 1.2 GB."""
+    if n < 1000:
+        return f"{n:,.0f} bytes"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1000
+        if n < 1000 or unit == "GB":
+            break
+    return f"{n:.1f} {unit}"
 
 
 def is_repo_id(ref: str) -> bool:
