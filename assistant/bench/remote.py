@@ -10,7 +10,6 @@ ratio says what the app costs whatever the server and the network do.
 from __future__ import annotations
 
 import platform
-import sys
 import time
 
 from assistant.bench.stats import median, ratios
@@ -28,9 +27,7 @@ LOCAL_ONLY = {
 }
 
 
-def run_remote_bench(args, settings, progress, quiet: bool) -> int:
-    import json
-
+def run_remote_bench(args, settings, progress) -> dict:
     from assistant.engine import open_engine
 
     for flag, why in LOCAL_ONLY.items():
@@ -42,10 +39,7 @@ def run_remote_bench(args, settings, progress, quiet: bool) -> int:
         engine.wait_loaded()
         result = measure_remote(engine, args.max_tokens, args.long_prompt_tokens,
                                 args.repeats, progress)
-    if not quiet:
-        print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
-    print(json.dumps(result, indent=2) if args.json else format_remote_table(result))
-    return 0
+    return result
 
 
 def measure_remote(engine, max_tokens: int, long_prompt_tokens: int, repeats: int,

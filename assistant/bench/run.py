@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
+from typing import Callable
 
 import mlx.core as mx
 
@@ -19,17 +19,29 @@ from assistant.engine.backends import is_remote
 
 
 def run_bench(args, settings) -> int:
-    quiet = args.json or not sys.stderr.isatty()
+    from assistant.cli.terminal import ProgressLine
+
+    line = ProgressLine()  # on a terminal only; --json keeps even that quiet
 
     def progress(msg: str) -> None:
-        if not quiet:
-            print(f"\r\x1b[2K{msg}…", end="", file=sys.stderr, flush=True)
+        if not args.json:
+            line.show(f"{msg}…")
 
+    try:
+        result, table = _measure(args, settings, progress)
+    finally:
+        line.clear()
+    print(json.dumps(result, indent=2) if args.json else table(result))
+    return 0
+
+
+def _measure(args, settings, progress) -> tuple[dict, Callable[[dict], str]]:
+    """The measurement the options ask for: its figures, and how to print them."""
     if is_remote(args.model or settings.model):
-        from assistant.bench.remote import run_remote_bench
+        from assistant.bench.remote import format_remote_table, run_remote_bench
 
         args.max_tokens = args.max_tokens or DEFAULT_MAX_TOKENS
-        return run_remote_bench(args, settings, progress, quiet)
+        return run_remote_bench(args, settings, progress), format_remote_table
     from assistant.cli.terminal import download_progress
 
     with download_progress(args.model or settings.model) as shown:
@@ -39,28 +51,21 @@ def run_bench(args, settings) -> int:
         from assistant.bench import startup
 
         # The issue's measure is 8 tokens; --max-tokens applies only when given.
-        result = startup.measure_startup(
+        return startup.measure_startup(
             model_path, max_tokens=args.max_tokens or startup.MAX_TOKENS,
-            pairs=args.repeats, progress=progress)
-        progress("")
-        if not quiet:
-            print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
-        print(json.dumps(result, indent=2) if args.json else startup.format_table(result))
-        return 0
+            pairs=args.repeats, progress=progress), startup.format_table
     args.max_tokens = args.max_tokens or DEFAULT_MAX_TOKENS
     window = max(settings.context_limit, args.long_prompt_tokens + args.max_tokens + 512)
 
     if args.tool_calls:
-        return _run_tool_bench(args, model_path, window, progress, quiet)
+        from assistant.bench.tools import format_tool_table
+
+        return _tool_calls(args, model_path, window, progress), format_tool_table
     if args.adapter:
         from assistant.bench.adapter import format_adapter_table, measure_adapter
 
-        result = measure_adapter(model_path, args.adapter, args.max_tokens, args.repeats,
-                                 progress)
-        if not quiet:
-            print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
-        print(json.dumps(result, indent=2) if args.json else format_adapter_table(result))
-        return 0
+        return measure_adapter(model_path, args.adapter, args.max_tokens, args.repeats,
+                               progress), format_adapter_table
     with Engine(model_path, context_limit=window) as engine:
         progress("loading the model")
         engine.wait_loaded()
@@ -70,15 +75,11 @@ def run_bench(args, settings) -> int:
         result.update(measure_reuse(engine))
     if not args.no_tui:
         result.update(measure_app(model_path, args.max_tokens, args.repeats, progress))
-    progress("")
-    if not quiet:
-        print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
-    return 0
+    return result, format_table
 
 
-def _run_tool_bench(args, model_path, window: int, progress, quiet: bool) -> int:
-    from assistant.bench.tools import format_tool_table, measure_tool_calls
+def _tool_calls(args, model_path, window: int, progress) -> dict:
+    from assistant.bench.tools import measure_tool_calls
 
     with Engine(model_path, context_limit=window) as engine:
         progress("loading the model")
@@ -88,10 +89,7 @@ def _run_tool_bench(args, model_path, window: int, progress, quiet: bool) -> int
         result.update(measure_tool_calls(engine, args.tool_calls, progress,
                                          constrained=not args.no_constrain,
                                          baseline=args.baseline))
-    if not quiet:
-        print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
-    print(json.dumps(result, indent=2) if args.json else format_tool_table(result))
-    return 0
+    return result
 
 
 def measure_app(model_path, max_tokens: int, repeats: int, progress) -> dict:
