@@ -244,3 +244,14 @@ async def test_markup_in_a_servers_names_stays_text(engine, hf_tokenizer):
         chip.focus()
         await pilot.press("delete")
         await until(pilot, lambda: chips(app) == [] and app.attachments == [])
+
+
+async def test_templates_expand_as_rfc_6570_says():
+    from assistant.tui.mcp_screens import fill_template, template_fields
+
+    template = "notes:///{+path}{?q,lang}"
+    assert [f.name for f in template_fields(template)] == ["path", "q", "lang"]
+    assert fill_template(template, {"path": "a/b c", "q": "x y"}) == "notes:///a/b%20c?q=x%20y"
+    assert fill_template("library://shelf/{name}", {"name": "a/b"}) == "library://shelf/a%2Fb"
+    with pytest.raises(ValueError):
+        template_fields("library://shelf/{name")

@@ -8,7 +8,6 @@ markup. The screens only choose; the app reads the resource or fills in the prom
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from rich.text import Text
@@ -29,7 +28,6 @@ BUILTIN_COMMANDS = (
 )
 
 # RFC 6570 expressions: {name}, {+path}, {#frag}, {/a,b} ...
-_TEMPLATE_VAR = re.compile(r"\{([+#./;?&]?)([^}]*)\}")
 
 
 @dataclass(frozen=True)
@@ -72,31 +70,22 @@ def command_choices(prompts) -> list[Choice]:
 
 
 def template_fields(template: str) -> list[Field]:
-    """The variables of a URI template, each a required box, in order of appearance."""
-    names: list[str] = []
-    for _op, inner in _TEMPLATE_VAR.findall(template):
-        for name in inner.split(","):
-            name = name.rstrip("*").split(":")[0].strip()
-            if name and name not in names:
-                names.append(name)
-    return [Field(name) for name in names]
+    """The variables of a URI template, each a required box, in order of appearance.
+    Raises ``ValueError`` for a template the server got wrong."""
+    return [Field(name) for name in _uri_template(template).variable_names]
 
 
 def fill_template(template: str, values: dict[str, str]) -> str:
-    """The URI with the variables filled in (reserved expansion kept as typed: a path
-    variable keeps its slashes; a simple one is percent-encoded, as RFC 6570 says)."""
-    from urllib.parse import quote
+    """The URI with the variables filled in, as RFC 6570 expands them (the MCP SDK's
+    ``UriTemplate``: a ``{+path}`` keeps its slashes, ``{?q}`` becomes a query)."""
+    return _uri_template(template).expand(values)
 
-    def expand(match: re.Match) -> str:
-        op, inner = match.groups()
-        names = [n.rstrip("*").split(":")[0].strip() for n in inner.split(",")]
-        safe = "/:@!$&'()*+,;=?#[]" if op in ("+", "#") else ""
-        parts = [quote(values.get(n, ""), safe=safe) for n in names]
-        prefix = {"#": "#", "/": "/", ".": "."}.get(op, "")
-        joiner = {"/": "/", ".": "."}.get(op, ",")
-        return prefix + joiner.join(parts)
 
-    return _TEMPLATE_VAR.sub(expand, template)
+def _uri_template(template: str):
+    # Imported here: the SDK loads with the first server, never before the first frame.
+    from mcp.shared.uri_template import UriTemplate
+
+    return UriTemplate.parse(template)
 
 
 class PickerScreen(ModalScreen):

@@ -95,8 +95,14 @@ class ResourcesAndPrompts:
                     self._type_back(typed)
                 return
             if resource.template:
+                try:
+                    fields = template_fields(resource.uri)
+                except ValueError as exc:  # the server's template is malformed
+                    self.notify(f"{resource.server}: {exc}", title="Cannot fill in",
+                                severity="warning")
+                    return
                 self.push_screen(FormScreen(f"{resource.server}: {resource.name}",
-                                            template_fields(resource.uri), resource.uri),
+                                            fields, resource.uri),
                                  lambda values: values is not None and self.call_later(
                                      self.attach, resource.server,
                                      fill_template(resource.uri, values)))
@@ -244,13 +250,11 @@ class ResourcesAndPrompts:
 
     def _prompt_fields(self, prompt) -> list[Field]:
         """The form's boxes, with the server's suggestions where it offers completions."""
-        from assistant.mcp.host import RequestFailed
-
         fields = []
         for argument in prompt.arguments:
             try:
                 values = self.host.complete(prompt.server, prompt.name, argument.name, "", {})
-            except (RequestFailed, Exception):
+            except Exception:  # no completions, or a server that fails them: no suggestions
                 values = []
             fields.append(Field(argument.name, argument.description or "",
                                 argument.required, tuple(values or ())))
