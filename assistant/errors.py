@@ -1,5 +1,8 @@
 """Errors a user can act on: one line saying what is wrong and what to do."""
 
+# The exit status of a command the user stopped with Ctrl+C, as a shell reports it.
+EXIT_INTERRUPTED = 130
+
 
 class UserError(Exception):
     """A problem with the user's input, files or machine, not a bug.

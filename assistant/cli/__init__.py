@@ -21,9 +21,7 @@ import sys
 
 from assistant.cli.parser import build_parser
 from assistant.config import load_settings
-from assistant.errors import UserError
-
-EXIT_INTERRUPTED = 130
+from assistant.errors import EXIT_INTERRUPTED, UserError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,10 +11,9 @@ from dataclasses import asdict
 
 from assistant.cli.terminal import (ProgressLine, download_progress, drop_typed_ahead,
                                     open_terminal, printable)
-from assistant.errors import UserError
+from assistant.errors import EXIT_INTERRUPTED, UserError
 
 EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
 # What `ask --json` prints, in this order; --help and the README list the same keys.
 JSON_KEYS = ("answer", "thinking", "finish_reason", "model", "adapter", "tool_calls", "stats")
 

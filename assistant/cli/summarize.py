@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from assistant.cli.terminal import counted, download_progress
-from assistant.errors import UserError
+from assistant.errors import EXIT_INTERRUPTED, UserError
 from assistant.text import scrub
 
 SKIPPED_SHOWN = 20  # skipped paths listed one per line; the rest are counted by reason
@@ -70,7 +70,7 @@ def run_summarize(args, settings) -> int:
         print(f"assistant: interrupted after {len(run.notes)} of {counted(run.total, 'note')}; "
               "those are "
               "cached, so running the same command again goes on from there", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     stats = run.to_json()["stats"]
     if not args.quiet:
         print(f"assistant: {counted(stats['notes_summarized'], 'note')} summarized, "

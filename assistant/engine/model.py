@@ -188,11 +188,10 @@ def _progress_bars(progress: Progress | None, expected: int):
             super().__init__(*args, **kwargs)
 
         def update(self, n=1):
-            with lock:
+            with lock:  # reported under the lock too: a count never goes back
                 self.n += n or 0
-                done, total = self.n, self.total or 0
-            if self._reports and done and progress is not None:
-                progress(done, max(expected, total, done))
+                if self._reports and self.n and progress is not None:
+                    progress(self.n, max(expected, self.total or 0, self.n))
 
         def refresh(self, *args, **kwargs):  # the total grows as each file starts
             pass

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,6 +305,3 @@ def write(out: Path, train: list[dict], valid: list[dict], summary: dict) -> Non
 def _jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("run: assistant tune data")

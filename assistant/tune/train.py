@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from assistant.errors import UserError
+from assistant.errors import EXIT_INTERRUPTED, UserError
 
 CHECKPOINTS = 5  # saves over a run; Ctrl+C keeps the latest
 
@@ -64,7 +64,7 @@ def run_train(args, settings) -> int:
     outcome = trainer.train()
     print(outcome, file=sys.stderr)
     print(out)
-    return 130 if trainer.interrupted else 0
+    return EXIT_INTERRUPTED if trainer.interrupted else 0
 
 
 def read_split(folder: Path, split: str, *, required: bool = True) -> list[dict]:
