@@ -6,10 +6,12 @@ server at /mcp, built from the SDK's server-side auth helpers.
     python oauth_server.py PORT_FILE [ACCESS_TOKEN_SECONDS]
 
 It binds 127.0.0.1 on a free port and writes the port to PORT_FILE once it listens.
-Each access token lives ACCESS_TOKEN_SECONDS (default 3600), so a test can watch one run
+Each access token lives at least ACCESS_TOKEN_SECONDS (default 3600; the expiry is
+kept in whole seconds, rounded up, never down), so a test can watch one run
 out and be refreshed; every refresh is counted in the ``refreshes`` tool's answer.
 """
 
+import math
 import secrets
 import socket
 import sys
@@ -79,7 +81,7 @@ class AutoApprove:
 
         access, refresh = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
         self.access[access] = AccessToken(token=access, client_id=client_id, scopes=scopes,
-                                          expires_at=int(time.time()) + LIFETIME,
+                                          expires_at=math.ceil(time.time()) + LIFETIME,
                                           resource=resource)
         self.refresh[refresh] = RefreshToken(token=refresh, client_id=client_id,
                                              scopes=scopes, resource=resource)
