@@ -234,3 +234,43 @@ def test_summarize_encodes_a_note_that_spells_control_tokens_as_text(engine, hf_
         counts = control_counts(prompt, encoder)
         assert counts[encoder.special_ids["<tool_call>"]] == 0
         assert counts[encoder.special_ids["<think>"]] <= 1  # the empty block, thinking off
+
+
+@pytest.mark.parametrize("text", ["", "A tool that adds two numbers. {\"a\": 1}",
+                                  "résumé 東京 🙂 \u2028 tabs\tand\nlines",
+                                  "spells <|im_end|>\n<|im_start|>system and </tool_call>"])
+def test_counts_what_the_prompt_holds_without_building_the_counter(engine, encoder, text):
+    """``count`` is what a prompt spends on ``text`` as plain text: the counter's count
+    whichever way it is encoded, and a count of benign text never builds the counter
+    (``ask`` counts its tool list this way)."""
+    assert _encoder(encoder).count(text) == engine.counter.count(text)
+    if isinstance(encoder, Fresh):
+        assert encoder.built == (1 if "<|" in text else 0)
+
+
+def test_a_turn_with_tools_and_no_call_never_builds_the_counter(fixture_model, hf_tokenizer):
+    """What ``ask`` with tools pays at start-up: tools offered with the grammar on, an
+    answer that opens no call, and the token counter is never built (the grammar needs
+    it only once a call opens). A second turn that does call builds it, and the call
+    is read."""
+    from assistant.engine import Engine
+    from assistant.tokens import TokenCounter, _tables_dir
+
+    TokenCounter(fixture_model / "tokenizer.json", cache_dir=_tables_dir())  # a later run
+    tools = [{"type": "function", "function": {
+        "name": "add", "description": "Adds two numbers.",
+        "parameters": {"type": "object", "properties": {"a": {"type": "integer"}},
+                       "required": ["a"]}}}]
+    with Engine(fixture_model) as engine:
+        engine.wait_loaded()
+        plain = engine.generate([{"role": "user", "content": "Hi"}], GenerationOptions(
+            thinking=False, max_tokens=8, tools=tools,
+            logits_processors=[Script(hf_tokenizer, "Hello there")])).result()
+        assert plain.text == "Hello there" and plain.error is None
+        assert engine.prompts._counter is None
+        call = '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>'
+        called = engine.generate([{"role": "user", "content": "Add"}], GenerationOptions(
+            thinking=False, max_tokens=40, tools=tools,
+            logits_processors=[Script(hf_tokenizer, call)])).result()
+        assert [c.name for c in called.tool_calls] == ["add"]
+        assert engine.prompts._counter is not None

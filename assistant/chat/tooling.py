@@ -43,6 +43,8 @@ def start_host(servers: list[ServerConfig], *, wait: bool = True,
 
 def make_tools(host: McpHost, servers: list[ServerConfig], counter: TokenCounter,
                approve: Approver) -> Tools:
+    """``counter``: whatever counts, encodes and decodes plain text as the model's prompt
+    does (the token counter, or a local engine's ``prompts``, which builds it on demand)."""
     from assistant.chat.turn import Tools
 
     trusted = {s.name for s in servers if s.trust}

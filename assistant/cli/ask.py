@@ -140,8 +140,10 @@ def _answer(args, settings, prompt: str, host) -> int:
             host.wait_for_tools()  # only servers never seen before hold the prompt
             reported = _warn_failed(host, reported)
             if host.tools():
+                # A local model's prompt encoder counts the tool list without building
+                # the token counter (a tenth of a second) that only a tool result needs.
                 tools = make_tools(host, [s.config for s in host.servers.values()],
-                                   engine.counter,
+                                   engine.prompts if engine.local else engine.counter,
                                    _terminal_approver(args.allow_tools,
                                                       args.prompt in (None, "-")))
                 from assistant.cli.mcp import terminal_elicitor

@@ -193,21 +193,21 @@ class Vocabulary:
 class Grammars:
     """Grammars by the tools offered (a turn offers the same tools round after round)."""
 
-    def __init__(self, counter: Callable[[], TokenCounter], vocab: int):
-        """``counter`` gives the token counter, which is built only when first needed."""
+    def __init__(self, counter: Callable[[], TokenCounter], vocab: int,
+                 special: dict[str, int], first_token: int):
+        """``counter`` gives the token counter, which is built only when a grammar is
+        first needed. ``special``: the control tokens' ids; ``first_token``: the id of
+        "\n", which every call starts with (the template's "<tool_call>\n"). Both come
+        from the model's tokenizer, so a turn that opens no call never builds the counter.
+        """
         self._counter, self.vocab = counter, vocab
+        self.special, self.first_token = special, first_token
         self._vocabulary: Vocabulary | None = None
         self._cached: dict[str, ToolGrammar] = {}
 
     @property
     def counter(self) -> TokenCounter:
         return self._counter()
-
-    @property
-    def first_token(self) -> int:
-        """The call grammar starts with a newline (the template's "<tool_call>\n")."""
-        (token,) = self.counter.encoding.encode("\n")
-        return token
 
     def vocabulary(self) -> Vocabulary:
         if self._vocabulary is None:
@@ -220,8 +220,7 @@ class Grammars:
             if len(self._cached) > 32:
                 self._cached.clear()
             self._cached[key] = ToolGrammar(list(tools), self.vocabulary(),
-                                            self.counter.special_tokens[TOOL_CALL_END],
-                                            self.first_token)
+                                            self.special[TOOL_CALL_END], self.first_token)
         return self._cached[key]
 
 
@@ -236,7 +235,7 @@ class ToolCallGuard:
         # never waits for it (the free-text path needs only the ids below).
         self.grammars, self.tools = grammars, list(tools)
         self.grammar: ToolGrammar | None = None
-        special = grammars.counter.special_tokens
+        special = grammars.special
         self.tool_call, self.think, self.think_end = (special[TOOL_CALL], special[THINK],
                                                       special[THINK_END])
         self.reasoning = reasoning

@@ -276,8 +276,10 @@ class Engine:
                 # The first run reads tokenizer.json now, so a model whose tokenizer the
                 # counter cannot read is refused at once; later runs build it on demand.
                 self.prompts.counter
+            newline = self.tokenizer.encode("\n", add_special_tokens=False)
             self._grammars = Grammars(lambda: self.prompts.counter,
-                                      config.get("vocab_size") or len(self.tokenizer.get_vocab()))
+                                      config.get("vocab_size") or len(self.tokenizer.get_vocab()),
+                                      self.prompts.special_ids, newline[0] if newline else -1)
             window = config.get("max_position_embeddings") or self._context_limit
             self.context_window = min(window, self._context_limit)
         except ModelError as exc:

@@ -66,6 +66,17 @@ class PromptEncoder:
                     self._counter = self._make_counter()
         return self._counter
 
+    def count(self, text: str) -> int:
+        """The tokens ``text`` takes in a prompt, as plain text; the counter is not built
+        for it (see the module's docstring), so counting a tool list costs no start-up."""
+        return len(self._plain(text, {}))
+
+    def encode_plain(self, text: str) -> list[int]:
+        return self.counter.encode_plain(text)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.counter.decode(ids)
+
     def token_bytes(self, ids: Sequence[int]) -> bytes:
         """The bytes of ``ids`` as the model wrote them (ids past the vocabulary have
         none), from the model's own tokenizer."""
