@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from assistant.config import Settings
+from assistant.config import Settings, paths
 from assistant.errors import ModelError
 
 __all__ = ["is_remote", "open_engine"]
@@ -46,8 +46,9 @@ def open_engine(model: str | None, settings: Settings, *, tool_calls: bool = Fal
     from assistant.engine.engine import Engine
     from assistant.engine.model import resolve_model
 
+    turns = paths().cache_dir / "system-turns" if settings.keep_system_turns else None
     return Engine(resolve_model(spec, progress=progress), context_limit=settings.context_limit,
-                  tool_calls=tool_calls, adapter=adapter)
+                  tool_calls=tool_calls, adapter=adapter, system_turns=turns)
 
 
 def _api_key(settings: Settings) -> str | None:

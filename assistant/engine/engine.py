@@ -33,9 +33,10 @@ from assistant.engine.events import (Event, Failed, Finished, PromptReady, TextD
                                      ThinkingDelta, ToolCallParsed, TurnStats)
 from assistant.engine.generation import (Generation, GenerationOptions, Prefill, TurnResult,
                                          effective_thinking)
-from assistant.engine.prefill import prefill_chunks
+from assistant.engine.prefill import PREFILL_STEP, prefill_chunks
 from assistant.engine.prompt import PromptEncoder
 from assistant.engine.split import REASONING, OutputSplitter, initial_state
+from assistant.engine.system_turn import MIN_TOKENS, SystemTurnStore, system_turn_length
 from assistant.errors import ModelError
 from assistant.tokens import counter_for, tables_kept
 
@@ -120,11 +121,14 @@ class Engine:
     local = True
 
     def __init__(self, model_path: Path | str, *, context_limit: int = DEFAULT_CONTEXT,
-                 tool_calls: bool = False, adapter: Path | str | None = None):
+                 tool_calls: bool = False, adapter: Path | str | None = None,
+                 system_turns: Path | None = None):
         """``tool_calls``: tools will be offered with the grammar on, so the grammar's
         view of the vocabulary is built right after loading (while a chat user types)
         rather than when the model first opens a call. ``adapter``: a LoRA or DoRA
-        adapter folder to apply on top of the model (see ``adapter.py``)."""
+        adapter folder to apply on top of the model (see ``adapter.py``).
+        ``system_turns``: a folder where the KV cache of long system turns is kept from
+        one run to the next (see ``system_turn.py``); None keeps nothing."""
         self.model_path = Path(model_path)
         self.adapter_path = Path(adapter).expanduser() if adapter else None
         self.adapter: AdapterInfo | None = None  # once loaded
@@ -137,6 +141,8 @@ class Engine:
         self.tokenizer: Any = None
         self.prompts: PromptEncoder | None = None
         self._grammars: Grammars | None = None
+        self._system_turns_dir = system_turns
+        self._system_turns: SystemTurnStore | None = None
         self.context_window = context_limit
         self._pending: set[Generation] = set()  # queued or running, for close() to cancel
         self._pending_lock = threading.Lock()
@@ -282,6 +288,8 @@ class Engine:
                                       self.prompts.special_ids, newline[0] if newline else -1)
             window = config.get("max_position_embeddings") or self._context_limit
             self.context_window = min(window, self._context_limit)
+            if self._system_turns_dir is not None:
+                self._system_turns = SystemTurnStore(self._system_turns_dir, self.identity)
         except ModelError as exc:
             self._load_error = exc
         except Exception as exc:
@@ -319,6 +327,9 @@ class Engine:
             handle.finish("skipped")
             return
         try:
+            if self._start_from_system_turn(chat, target, stop=busy) == "yielded":
+                handle.finish("cancelled" if handle.cancelled else "yielded")
+                return
             handle.cached = chat.reuse(self.model, target, leave=0)
             outcome = prefill_chunks(self.model, chat, target, stop=busy,
                                      progress=job.progress)
@@ -330,6 +341,29 @@ class Engine:
         if outcome == "yielded" and handle.cancelled:
             outcome = "cancelled"
         handle.finish(outcome)
+
+    def _start_from_system_turn(self, chat: ChatCache, prompt: list[int], *,
+                                stop: Callable[[], bool]) -> str | None:
+        """A fresh chat whose prompt opens with a long system turn starts from that
+        turn's saved KV cache; if none is saved, the turn is prefilled on its own and
+        saved for the next run. Returns ``prefill_chunks``'s outcome, or None when
+        nothing was prefilled. Its ids are counted as cached either way: the chat held
+        them before the request's own prefill."""
+        if self._system_turns is None or chat.tokens:
+            return None
+        length = system_turn_length(prompt, self.prompts.special_ids,
+                                    self.prompts.token_bytes)
+        if length < MIN_TOKENS or length >= len(prompt):
+            return None
+        turn = prompt[:length]
+        if (kv := self._system_turns.load(self.model, turn)) is not None:
+            chat.kv, chat.tokens = kv, list(turn)
+            return None
+        chat.reuse(self.model, turn, leave=0)
+        outcome = prefill_chunks(self.model, chat, turn, stop=stop, chunk=PREFILL_STEP)
+        if outcome == "done":
+            self._system_turns.save(chat.kv, turn)
+        return outcome
 
     def _serve(self, job: _Job) -> None:
         emit = job.generation._events.put
@@ -399,6 +433,9 @@ class Engine:
             if job.generation.cancelled and done < total:
                 raise _PrefillCancelled
 
+        if self._start_from_system_turn(
+                chat, prompt, stop=lambda: job.generation.cancelled) == "yielded":
+            raise _PrefillCancelled
         cached = chat.reuse(self.model, prompt)
         emit(PromptReady(len(prompt), cached))
         splitter = OutputSplitter(tokenizer, initial_state(tokenizer, prompt))

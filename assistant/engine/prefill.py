@@ -25,30 +25,35 @@ from assistant.engine.generation import Prefill  # noqa: F401  (its handle, re-e
 CHUNK_SECONDS = 0.05
 FIRST_CHUNK = 16
 MIN_CHUNK, MAX_CHUNK = 4, 1024
+PREFILL_STEP = 2048  # stream_generate's prefill_step_size
 
 
 def prefill_chunks(model, chat, target: list[int], *, stop: Callable[[], bool],
-                   progress: Callable[[int, int], None] | None = None) -> str:
+                   progress: Callable[[int, int], None] | None = None,
+                   chunk: int | None = None) -> str:
     """Extend ``chat`` (a ChatCache) to hold ``target``, chunk by chunk, until done or
     ``stop()`` says a real request is waiting; return ``"done"`` or ``"yielded"``.
+    ``chunk``: a fixed chunk size, for prefill that a request waits for anyway (mlx-lm
+    prefills in chunks of ``PREFILL_STEP``); by default chunks are sized by time.
 
     The model call and the evaluation are those of mlx-lm's own prefill in
     ``generate_step``, on the same stream; the token list grows only once a chunk's KV
     entries are computed.
     """
-    done, size = len(chat.tokens), FIRST_CHUNK
+    done, size = len(chat.tokens), chunk or FIRST_CHUNK
     with mx.stream(generation_stream):
         while done < len(target):
             if stop():
                 return "yielded"
-            chunk = target[done:done + size]
+            piece = target[done:done + size]
             started = time.perf_counter()
-            model(mx.array(chunk)[None], cache=chat.kv)
+            model(mx.array(piece)[None], cache=chat.kv)
             mx.eval([c.state for c in chat.kv])
-            chat.tokens.extend(chunk)
-            done += len(chunk)
-            rate = len(chunk) / max(time.perf_counter() - started, 1e-6)
-            size = max(MIN_CHUNK, min(MAX_CHUNK, int(rate * CHUNK_SECONDS)))
+            chat.tokens.extend(piece)
+            done += len(piece)
+            if not chunk:
+                rate = len(piece) / max(time.perf_counter() - started, 1e-6)
+                size = max(MIN_CHUNK, min(MAX_CHUNK, int(rate * CHUNK_SECONDS)))
             if progress is not None:
                 progress(done, len(target))
         mx.clear_cache()
