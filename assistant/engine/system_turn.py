@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Sequence
 
 import mlx.core as mx
-from mlx_lm.models.cache import load_prompt_cache, make_prompt_cache, save_prompt_cache
+from mlx_lm.models.cache import (KVCache, load_prompt_cache, make_prompt_cache,
+                                  save_prompt_cache)
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class SystemTurnStore:
             fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp.safetensors")
             os.close(fd)
             try:
-                save_prompt_cache(tmp, kv, meta)
+                save_prompt_cache(tmp, _held(kv), meta)
                 os.replace(tmp, path)
             finally:
                 Path(tmp).unlink(missing_ok=True)
@@ -112,6 +113,22 @@ class SystemTurnStore:
                     old.unlink(missing_ok=True)
         for old in [f for f in files if not f.name.endswith(".tmp.safetensors")][KEEP:]:
             old.unlink(missing_ok=True)
+
+
+def _held(kv: list) -> list:
+    """The caches with only the positions they hold: a ``KVCache``'s state is its whole
+    buffer, which grows 256 positions at a time (up to 255 of them unused)."""
+    out = []
+    for cache in kv:
+        if type(cache) is KVCache and cache.keys is not None \
+                and cache.offset < cache.keys.shape[2]:
+            held = KVCache()
+            held.keys = cache.keys[..., :cache.offset, :]
+            held.values = cache.values[..., :cache.offset, :]
+            held.offset = cache.offset
+            cache = held
+        out.append(cache)
+    return out
 
 
 def _mtime(path: Path) -> float:
