@@ -73,8 +73,7 @@ def files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.safetensors")) if folder.exists() else []
 
 
-def test_a_later_run_starts_from_the_saved_turn_with_the_same_logits(
-        engine, stored, fixture_model, tmp_path):
+def test_a_later_run_starts_from_the_saved_turn_with_the_same_logits(engine, stored, tmp_path):
     length = turn_length(engine, messages())
     assert length >= MIN_TOKENS
     _, reference, _ = run(engine, messages())  # no store: the whole prompt prefilled
@@ -86,13 +85,12 @@ def test_a_later_run_starts_from_the_saved_turn_with_the_same_logits(
     assert positions == {length}  # what the turn holds, not the cache's whole buffer
     np.testing.assert_allclose(first, reference, rtol=1e-4, atol=1e-4)
 
-    # A new process (a new engine) with another question: the turn comes from the file.
-    with Engine(fixture_model, system_turns=tmp_path / "turns") as later:
-        cached, second, _ = run(later, messages(question="Hello"))
-        assert cached == length
-        np.testing.assert_array_equal(second, first)
-        cached, _, reason = run(later, messages(question="What is 2+2?"))
-        assert cached == length and reason == "length"
+    # The store reads the file on every fresh chat, as a new process would.
+    cached, second, _ = run(stored, messages(question="Hello"))
+    assert cached == length
+    np.testing.assert_array_equal(second, first)
+    cached, _, reason = run(stored, messages(question="What is 2+2?"))
+    assert cached == length and reason == "length"
 
 
 def test_a_short_system_turn_is_not_saved(stored, tmp_path):
@@ -101,24 +99,21 @@ def test_a_short_system_turn_is_not_saved(stored, tmp_path):
     assert files(tmp_path / "turns") == []
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
-def test_a_damaged_file_is_deleted_and_the_turn_prefilled(engine, stored, fixture_model,
-                                                          tmp_path, damage):
-    run(stored, messages())
-    [saved] = files(tmp_path / "turns")
-    data = saved.read_bytes()
-    saved.write_bytes({"truncated": data[:len(data) // 2], "garbage": b"\x00\xff" * 999,
-                       "empty": b""}[damage])
+def test_a_damaged_file_is_deleted_and_the_turn_prefilled(engine, stored, tmp_path):
     _, reference, _ = run(engine, messages())
-    with Engine(fixture_model, system_turns=tmp_path / "turns") as later:
-        cached, logits, reason = run(later, messages())
-    assert reason == "length" and cached == turn_length(engine, messages())
-    np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=1e-4)
-    [again] = files(tmp_path / "turns")  # saved again, whole
-    assert again.name == saved.name and again.read_bytes() != b""
+    for damage in (lambda data: data[:len(data) // 2], lambda data: b"\x00\xff" * 999,
+                   lambda data: b""):
+        run(stored, messages())
+        [saved] = files(tmp_path / "turns")
+        saved.write_bytes(damage(saved.read_bytes()))
+        cached, logits, reason = run(stored, messages())
+        assert reason == "length" and cached == turn_length(engine, messages())
+        np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=1e-4)
+        [again] = files(tmp_path / "turns")  # saved again, whole
+        assert again.name == saved.name and again.stat().st_size > 1000
 
 
-def test_a_file_holding_another_turn_is_never_used(engine, stored, fixture_model, tmp_path):
+def test_a_file_holding_another_turn_is_never_used(engine, stored, tmp_path):
     """A file put under another turn's name (as a copy or a hash collision would) is
     refused by the ids it holds, not trusted for its name."""
     other = messages(system=LONG.replace("kindly", "firmly"))
@@ -128,9 +123,8 @@ def test_a_file_holding_another_turn_is_never_used(engine, stored, fixture_model
     first.write_bytes(second.read_bytes())
     _, reference, _ = run(engine, messages())
     _, reference_other, _ = run(engine, other)
-    with Engine(fixture_model, system_turns=tmp_path / "turns") as later:
-        _, a, _ = run(later, messages())
-        _, b, _ = run(later, other)
+    _, a, _ = run(stored, messages())
+    _, b, _ = run(stored, other)
     np.testing.assert_allclose(a, reference, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(b, reference_other, rtol=1e-4, atol=1e-4)
 
