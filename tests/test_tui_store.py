@@ -156,6 +156,48 @@ async def test_a_locked_store_keeps_the_typed_message(engine, hf_tokenizer):
         holder.wait()
 
 
+async def test_a_locked_store_keeps_the_attachments_and_the_typed_text(engine, hf_tokenizer):
+    """A message with a resource attached that cannot be stored: the chip stays, what
+    was typed (not a made-up "[attached: …]" line) is back in the input, and sending
+    again once the lock is gone sends both."""
+    from mcp_helpers import library
+    from test_tui_resources import README, chips, pick
+
+    from assistant.chat.resources import attachment
+
+    store = ChatStore()
+    chat = _chat_with(store, "earlier", "hello")
+    store.close()
+    app = create_app(Settings(), engine=engine, thinking=False, servers=[library()],
+                     options={"logits_processors": [Script(hf_tokenizer, "Three shelves.")]},
+                     store=ChatStore(timeout=1))
+    holder = None
+    try:
+        async with running(app) as pilot:
+            await app.resume(chat)
+            await pick(pilot, "@", "readme")
+            await until(pilot, lambda: chips(app) == ["library:library://readme"])
+            holder = _hold_lock(store_file())
+            await pilot.press(*"What is in it?", "enter")
+            await until(pilot, lambda: has_notice(app, "Chats locked") and not app.busy)
+            assert app.input.text == "What is in it?"
+            assert chips(app) == ["library:library://readme"]
+            assert [a.ref for a in app.attachments] == ["library:library://readme"]
+            holder.stdin.close()
+            holder.wait(timeout=60)
+            view = await send(pilot, app.input.text)
+            assert view.answer_text.strip() == "Three shelves."
+            sent = attachment("library:library://readme", README) + "\n\nWhat is in it?"
+            assert ChatStore().history(chat)[1:] == [
+                {"role": "user", "content": sent}, {"role": "assistant",
+                                                    "content": "Three shelves."}]
+            assert chips(app) == []
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+
+
 async def test_a_damaged_file_is_moved_aside_at_start(engine, hf_tokenizer):
     path = store_file()
     path.parent.mkdir(parents=True)

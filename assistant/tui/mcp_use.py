@@ -183,9 +183,16 @@ class ResourcesAndPrompts:
                         severity="error", timeout=15)
             return
         refs = ", ".join(a.ref for a in self.attachments)
-        self.attachments = []
-        await self._show_chips()
-        await self.send_messages([message], f"{text}\n[attached: {refs}]".strip())
+        await self._sent_with_attachments(
+            [message], f"{text}\n[attached: {refs}]".strip(), typed=text)
+
+    async def _sent_with_attachments(self, messages: list[dict], shown: str,
+                                     typed: str) -> None:
+        """Send; the chips come off only once the messages are stored (if the store
+        refuses them, the chips stay and ``typed`` is back in the input)."""
+        if await self.send_messages(messages, shown, typed):
+            self.attachments = []
+            await self._show_chips()
 
     def _keep(self, text: str) -> None:
         if not self.input.text.strip():
@@ -243,10 +250,8 @@ class ResourcesAndPrompts:
             self.notify(problem[0].upper() + problem[1:] + ".", title="Not sent",
                         severity="error", timeout=15)
             return
-        self.attachments = []
-        await self._show_chips()
         shown = f"/{prompt.name} " + " ".join(f"{k}={v}" for k, v in (values or {}).items())
-        await self.send_messages(messages, shown.strip())
+        await self._sent_with_attachments(messages, shown.strip(), typed="")
 
     def _prompt_fields(self, prompt) -> list[Field]:
         """The form's boxes, with the server's suggestions where it offers completions."""

@@ -36,20 +36,27 @@ class Turns:
         """Store and show the user's message, then run the turn in a worker."""
         await self.send_messages([{"role": "user", "content": text}], text)
 
-    async def send_messages(self, messages: list[dict], shown: str) -> None:
+    async def send_messages(self, messages: list[dict], shown: str,
+                            typed: str | None = None) -> bool:
         """Store the turn's new messages (the user's, or a server prompt's), show
-        ``shown`` for them, then run the turn in a worker."""
+        ``shown`` for them, then run the turn in a worker. If they cannot be stored,
+        nothing runs, ``typed`` (what the user typed; ``shown`` if None) goes back into
+        the input, and False is returned so that the caller keeps what it holds."""
         for message in messages:
-            if not await self._save_user_message(message, shown):
-                return
+            if not await self._save_user_message(message, shown,
+                                                 shown if typed is None else typed):
+                return False
             self.history.append(message)
         view = await self._begin(shown)
         self._run_turn(view, self.chat_id)
+        return True
 
-    async def _save_user_message(self, message: dict, shown: str | None = None) -> bool:
+    async def _save_user_message(self, message: dict, shown: str | None = None,
+                                 typed: str | None = None) -> bool:
         """Store the user's message before anything else runs. Off the UI thread: a store
         locked by another process is waited on for a few seconds. If it cannot be
-        stored, nothing is sent and the text goes back into the input."""
+        stored, nothing is sent and ``typed`` (the message's text if None) goes back
+        into the input."""
         self.busy = True
         self._set_busy("saving")
         try:
@@ -69,10 +76,12 @@ class Turns:
         except StoreError as exc:
             self.busy = False
             self._set_busy(None)
-            if not self.input.text.strip():
-                self.input.text = shown or message["content"]
+            back = message["content"] if typed is None else typed
+            if back and not self.input.text.strip():
+                self.input.text = back
                 self.input.move_cursor(self.input.document.end)
-            self._store_failed(exc, "Your message was not sent; it is back in the input.")
+            self._store_failed(exc, "Your message was not sent; it is back in the input."
+                               if back else "It was not sent.")
             return False
         finally:
             self._show_store_notices()
