@@ -255,3 +255,35 @@ def test_tools_show_servers_starting_on_a_terminal_then_clear_it(app_home, tmp_p
     assert "starting" not in listing and "long" in listing
     piped = run("tools", command)
     assert piped.returncode == 0 and "starting" not in piped.stderr + piped.stdout
+
+
+def test_a_download_cut_off_part_way_is_resumed_on_the_next_run(fixture_model):
+    """The first run dies while the weights are half written (a Ctrl+C, a crash); the
+    next run fetches what is missing instead of refusing the half-filled cache, and its
+    count of bytes only rises and ends at 100%."""
+    import threading
+    import time
+
+    hold = threading.Event()
+    weights = "model.safetensors"
+    with FakeHub(fixture_model, REPO, hold=hold) as hub:
+        first = subprocess.Popen([sys.executable, "-c", PROBE, REPO], env=online(hub.url),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + LIMIT
+            while not any(r.startswith("GET") and r.endswith(weights) for r in hub.requests):
+                assert first.poll() is None and time.monotonic() < deadline, hub.requests
+                time.sleep(0.05)
+        finally:
+            first.kill()
+            first.wait()
+        hold.set()
+        again = subprocess.run([sys.executable, "-c", PROBE, REPO], capture_output=True,
+                               text=True, timeout=LIMIT, env=online(hub.url))
+    assert again.returncode == 0, again.stderr
+    out = json.loads(again.stdout)
+    size = (fixture_model / weights).stat().st_size
+    assert Path(out["path"], weights).stat().st_size == size
+    calls = out["calls"]
+    assert calls and calls[-1][0] == calls[-1][1]  # 100% at the end
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
