@@ -5,7 +5,9 @@ The raw side gets what ``ask`` gives the model by default: the app's system prom
 the thinking mode's sampling preset (mlx-lm alone decodes greedily, and on the tiny
 fixture an argmax is several times cheaper than top-k/top-p over 151,936 logits, which
 would be measured as start-up). The tool definitions are left out of the raw side: they
-are part of what ``ask`` with tools costs.
+are part of what ``ask`` with tools costs. After the warm-up group their system turn is
+saved (``engine/system_turn.py``) and later runs load it, as every run after a user's
+first does; the first run with a new tool set prefills it once.
 
 Each side is the real command in a fresh process, as a user runs it. The three commands
 (raw mlx-lm, ``ask`` with the built-in servers, ``ask --no-tools``) run as one group,

@@ -23,7 +23,8 @@ from typing import Any, Callable, Sequence
 
 import mlx.core as mx
 from mlx_lm import load, stream_generate
-from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+from mlx_lm.models.cache import (KVCache, can_trim_prompt_cache, make_prompt_cache,
+                                  trim_prompt_cache)
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 from mlx_lm.utils import common_prefix_len
 
@@ -142,7 +143,7 @@ class Engine:
         self.prompts: PromptEncoder | None = None
         self._grammars: Grammars | None = None
         self._system_turns_dir = system_turns
-        self._system_turns: SystemTurnStore | None = None
+        self._system_turns: SystemTurnStore | None = None  # made when a long turn comes
         self.context_window = context_limit
         self._pending: set[Generation] = set()  # queued or running, for close() to cancel
         self._pending_lock = threading.Lock()
@@ -288,8 +289,6 @@ class Engine:
                                       self.prompts.special_ids, newline[0] if newline else -1)
             window = config.get("max_position_embeddings") or self._context_limit
             self.context_window = min(window, self._context_limit)
-            if self._system_turns_dir is not None:
-                self._system_turns = SystemTurnStore(self._system_turns_dir, self.identity)
         except ModelError as exc:
             self._load_error = exc
         except Exception as exc:
@@ -327,10 +326,11 @@ class Engine:
             handle.finish("skipped")
             return
         try:
-            if self._start_from_system_turn(chat, target, stop=busy) == "yielded":
+            outcome, computed = self._start_from_system_turn(chat, target, stop=busy)
+            if outcome == "yielded":
                 handle.finish("cancelled" if handle.cancelled else "yielded")
                 return
-            handle.cached = chat.reuse(self.model, target, leave=0)
+            handle.cached = chat.reuse(self.model, target, leave=0) - computed
             outcome = prefill_chunks(self.model, chat, target, stop=busy,
                                      progress=job.progress)
         except Exception:
@@ -343,27 +343,42 @@ class Engine:
         handle.finish(outcome)
 
     def _start_from_system_turn(self, chat: ChatCache, prompt: list[int], *,
-                                stop: Callable[[], bool]) -> str | None:
+                                stop: Callable[[], bool], chunk: int | None = None
+                                ) -> tuple[str | None, int]:
         """A fresh chat whose prompt opens with a long system turn starts from that
-        turn's saved KV cache; if none is saved, the turn is prefilled on its own and
-        saved for the next run. Returns ``prefill_chunks``'s outcome, or None when
-        nothing was prefilled. Its ids are counted as cached either way: the chat held
-        them before the request's own prefill."""
-        if self._system_turns is None or chat.tokens:
+        turn's saved KV cache; if none is saved, the turn is prefilled on its own (in
+        ``chunk``s, see ``prefill_chunks``) and saved for the next run. Returns
+        ``prefill_chunks``'s outcome (None if nothing was prefilled) and the tokens
+        computed here, which the caller does not count as found in the cache."""
+        store = self._system_turn_store(chat, prompt)
+        if store is None:
+            return None, 0
+        turn = prompt[:system_turn_length(prompt, self.prompts.special_ids,
+                                          self.prompts.token_bytes)]
+        if (kv := store.load(self.model, turn)) is not None:
+            chat.kv, chat.tokens = kv, list(turn)
+            return None, 0
+        chat.reuse(self.model, turn, leave=0)
+        outcome = prefill_chunks(self.model, chat, turn, stop=stop, chunk=chunk)
+        if outcome == "done":
+            store.save(chat.kv, turn)
+        return outcome, len(chat.tokens)
+
+    def _system_turn_store(self, chat: ChatCache, prompt: list[int]) -> SystemTurnStore | None:
+        """The store, if this chat can start from a saved system turn: it is fresh, its
+        prompt opens with a long one, and the model's cache is plain ``KVCache`` layers
+        (a hybrid model's recurrent state cannot be cut at the turn's end)."""
+        if self._system_turns_dir is None or chat.tokens:
             return None
-        length = system_turn_length(prompt, self.prompts.special_ids,
-                                    self.prompts.token_bytes)
+        length = system_turn_length(prompt, self.prompts.special_ids, self.prompts.token_bytes)
         if length < MIN_TOKENS or length >= len(prompt):
             return None
-        turn = prompt[:length]
-        if (kv := self._system_turns.load(self.model, turn)) is not None:
-            chat.kv, chat.tokens = kv, list(turn)
-            return None
-        chat.reuse(self.model, turn, leave=0)
-        outcome = prefill_chunks(self.model, chat, turn, stop=stop, chunk=PREFILL_STEP)
-        if outcome == "done":
-            self._system_turns.save(chat.kv, turn)
-        return outcome
+        if self._system_turns is None:
+            if not all(type(c) is KVCache for c in make_prompt_cache(self.model)):
+                self._system_turns_dir = None
+                return None
+            self._system_turns = SystemTurnStore(self._system_turns_dir, self.identity)
+        return self._system_turns
 
     def _serve(self, job: _Job) -> None:
         emit = job.generation._events.put
@@ -433,17 +448,19 @@ class Engine:
             if job.generation.cancelled and done < total:
                 raise _PrefillCancelled
 
-        if self._start_from_system_turn(
-                chat, prompt, stop=lambda: job.generation.cancelled) == "yielded":
+        t_start = time.perf_counter()
+        outcome, computed = self._start_from_system_turn(
+            chat, prompt, stop=lambda: job.generation.cancelled, chunk=PREFILL_STEP)
+        if outcome == "yielded":
             raise _PrefillCancelled
-        cached = chat.reuse(self.model, prompt)
+        reused = chat.reuse(self.model, prompt)
+        cached = reused - computed  # what this request found ready, for the figures
         emit(PromptReady(len(prompt), cached))
         splitter = OutputSplitter(tokenizer, initial_state(tokenizer, prompt))
         markers = self.prompts.marker_ids
-        feed = prompt[cached:]
+        feed = prompt[reused:]
         generated = thinking = 0
         reason: str | None = None
-        t_start = time.perf_counter()
         t_first = t_last = None
         while reason is None:
             chat.tokens.extend(feed)

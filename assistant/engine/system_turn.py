@@ -21,6 +21,7 @@ import logging
 import os
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Sequence
 
@@ -80,9 +81,11 @@ class SystemTurnStore:
             mx.eval([c.state for c in kv])
         except Exception as exc:  # damaged, truncated, or not ours: prefill instead
             log.warning("ignoring the saved system turn %s: %s", path.name, exc)
-            path.unlink(missing_ok=True)
+            with suppress(OSError):  # a read-only folder: it stays, and is refused again
+                path.unlink(missing_ok=True)
             return None
-        os.utime(path)  # the newest again: kept the longest
+        with suppress(OSError):  # gone meanwhile (another run kept only its newest)
+            os.utime(path)  # the newest again: kept the longest
         return kv
 
     def save(self, kv: list, tokens: Sequence[int]) -> None:
@@ -112,7 +115,7 @@ class SystemTurnStore:
                 if now - _mtime(old) > STALE_SECONDS:  # not one being written now
                     old.unlink(missing_ok=True)
         for old in [f for f in files if not f.name.endswith(".tmp.safetensors")][KEEP:]:
-            old.unlink(missing_ok=True)
+            old.unlink(missing_ok=True)  # (an OSError here is caught by ``save``)
 
 
 def _held(kv: list) -> list:
