@@ -100,6 +100,7 @@ class ChatApp(Backends, Turns, Approvals, Chats, CopyAndExport, Summaries,
         self._counter: Any = None
         self._tools_revision = 0  # the host's revision the current chat's tools were built at
         self.attachments = []  # resources going with the next message (mcp_use.Attachment)
+        self._asking = []  # reads and prompts waiting on a server (mcp_use)
 
     # -- layout -----------------------------------------------------------------------
 

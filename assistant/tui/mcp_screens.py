@@ -90,18 +90,29 @@ def _uri_template(template: str):
 
 class PickerScreen(ModalScreen):
     """A list that narrows as the user types: Enter picks the highlighted row, Esc
-    leaves with nothing. Up and Down move in the list while the filter keeps the focus."""
+    leaves with nothing. Up and Down move in the list while the filter keeps the focus.
+
+    With ``waiting``, the servers are still being asked: that line ends the list until
+    ``fill`` adds their rows, and the user can already filter, pick what is there, or
+    leave."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", show=False),
                 Binding("down", "move(1)", show=False, priority=True),
                 Binding("up", "move(-1)", show=False, priority=True)]
 
     def __init__(self, title: str, choices: list[Choice], *, query: str = "",
-                 empty: str = "Nothing to pick.", widths: tuple[int, ...] = ()) -> None:
+                 empty: str = "Nothing to pick.", widths: tuple[int, ...] = (),
+                 waiting: str | None = None) -> None:
         super().__init__()
-        self.title_text, self.choices, self.query_text = title, choices, query
-        self.empty, self.widths = empty, widths
+        self.title_text, self.choices, self.query_text = title, list(choices), query
+        self.empty, self.widths, self.waiting = empty, widths, waiting
         self.shown: list[Choice] = []
+
+    def fill(self, choices: list[Choice]) -> None:
+        """The servers' rows have come: they join the list, filtered as typed so far."""
+        self.choices, self.waiting = self.choices + list(choices), None
+        if self.is_mounted:
+            self.refill(self.query_one(Input).value)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog picker"):
@@ -131,13 +142,15 @@ class PickerScreen(ModalScreen):
         self.shown = [c for c in self.choices if all(w in c.search for w in words)]
         options = self.query_one(OptionList)
         options.clear_options()
-        if not self.shown:
+        options.add_options([Option(self._row(c)) for c in self.shown])
+        if self.waiting is not None:
+            options.add_option(Option(Text(self.waiting, style="dim italic"), disabled=True))
+        elif not self.shown:
             line = self.empty if not self.choices else \
                 "Nothing matches; Backspace widens the filter, Esc goes back."
             options.add_option(Option(Text(line, style="dim"), disabled=True))
-            return
-        options.add_options([Option(self._row(c)) for c in self.shown])
-        options.highlighted = 0
+        if self.shown:
+            options.highlighted = 0
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.refill(event.value)

@@ -1,8 +1,12 @@
 """The chat app's side of MCP resources and prompts: ``@`` attaches a resource to the next
 message (a chip above the input), ``/`` picks a built-in command or a server's prompt.
 
-A mixin of ``ChatApp``, so the app module stays about chatting. Server requests run off
-the UI thread; every failure is one notice, and what the user typed stays in the input.
+A mixin of ``ChatApp``, so the app module stays about chatting. Server requests run in
+workers, never in the App's own handlers: a server that starts lazily or answers only at
+its timeout must not hold the keys. A picker opens at once with a line saying the servers
+are being asked, and fills in when they answer; a read or a prompt shows in the status bar
+while it waits, and Esc gives up on it (the late answer is ignored). Every failure is one
+notice, and what the user typed stays in the input.
 The text sent is framed exactly as ``assistant ask --attach`` frames it, and is checked
 against the context window before anything is stored.
 """
@@ -12,9 +16,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from textual.worker import Worker, get_current_worker
+
 from assistant.errors import UserError
-from assistant.tui.mcp_screens import (FormScreen, Field, PickerScreen, command_choices,
-                                       fill_template, resource_choices, template_fields)
+from assistant.tui.mcp_screens import (BUILTIN_COMMANDS, FormScreen, Field, PickerScreen,
+                                       command_choices, fill_template, resource_choices,
+                                       template_fields)
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class ResourcesAndPrompts:
     ``_token_counter``, ``_system``, ``tools`` and ``send_messages``."""
 
     attachments: list[Attachment]
+    _asking: list[tuple[Worker, str]]  # reads and prompts waiting on a server, with a line
 
     # -- asking the servers -------------------------------------------------------------
 
@@ -55,13 +63,44 @@ class ResourcesAndPrompts:
                         timeout=10)
         return None
 
+    def _in_background(self, work, waiting: str) -> None:
+        """Run the coroutine ``work`` as a worker, saying ``waiting`` in the status bar
+        until it ends; Esc (``cancel_asking``) gives up on it."""
+        worker = self.run_worker(self._saying(work), group="mcp-ask", exit_on_error=False)
+        self._asking.append((worker, waiting))
+        self._show_asking()
+
+    async def _saying(self, work) -> None:
+        try:
+            await work
+        except Exception as exc:  # never a crash, nor a silence: one notice
+            self.notify(f"{type(exc).__name__}: {exc}", title="MCP request failed",
+                        severity="error", timeout=10)
+        finally:
+            me = get_current_worker()
+            self._asking = [(w, text) for w, text in self._asking if w is not me]
+            self._show_asking()
+
+    def _show_asking(self) -> None:
+        self.status.asking = self._asking[-1][1] if self._asking else None
+        self._show_status()
+
+    def cancel_asking(self) -> bool:
+        """Esc: stop waiting for the servers' answers to reads and prompts; whatever
+        arrives later is dropped. True if something was waiting."""
+        asking, self._asking = self._asking, []
+        for worker, _ in asking:
+            worker.cancel()
+        self._show_asking()
+        return bool(asking)
+
     # -- the triggers -------------------------------------------------------------------
 
-    async def on_chat_input_picker(self, event) -> None:
+    def on_chat_input_picker(self, event) -> None:
         if event.key == "@":
-            await self.pick_resource(typed="@")
+            self.pick_resource(typed="@")
         else:
-            await self.pick_command(typed="/")
+            self.pick_command(typed="/")
 
     def _type_back(self, text: str) -> None:
         """A picker left with nothing: the key is typed after all."""
@@ -69,14 +108,36 @@ class ResourcesAndPrompts:
         self.input.focus()
 
     async def action_attach_resource(self) -> None:
-        await self.pick_resource()
+        self.pick_resource()
 
     async def action_use_prompt(self) -> None:
-        await self.pick_command()
+        self.pick_command()
+
+    def _open_picker(self, screen: PickerScreen, method: str, rows, title: str,
+                     picked) -> None:
+        """Show ``screen`` now and fill it from the servers' ``method`` in a worker.
+        Leaving the picker gives up on the answer; a failure is one notice, and the
+        picker then closes as if left (``typed`` goes back) unless it has rows already."""
+
+        async def fill() -> None:
+            items = await self._off_thread(self._listed, method, title=title)
+            if screen not in self.screen_stack:
+                return  # left while the servers were asked
+            if items is None and not screen.choices and self.screen is screen:
+                screen.dismiss(None)
+            else:
+                screen.fill(rows(items or []))
+
+        def left(choice) -> None:
+            self.workers.cancel_group(self, "picker")
+            picked(choice)
+
+        self.push_screen(screen, left)
+        self.run_worker(fill(), group="picker", exclusive=True, exit_on_error=False)
 
     # -- resources ----------------------------------------------------------------------
 
-    async def pick_resource(self, typed: str = "") -> None:
+    def pick_resource(self, typed: str = "") -> None:
         if self.host is None:
             if typed:
                 self._type_back(typed)
@@ -85,11 +146,8 @@ class ResourcesAndPrompts:
 
                 self.notify(NO_SERVERS, title="Attach a resource", timeout=10)
             return
-        resources = await self._off_thread(self._listed, "resources", title="Resources")
-        if resources is None:
-            return
 
-        async def picked(resource) -> None:
+        def picked(resource) -> None:
             if resource is None:
                 if typed:
                     self._type_back(typed)
@@ -103,19 +161,24 @@ class ResourcesAndPrompts:
                     return
                 self.push_screen(FormScreen(f"{resource.server}: {resource.name}",
                                             fields, resource.uri),
-                                 lambda values: values is not None and self.call_later(
-                                     self.attach, resource.server,
-                                     fill_template(resource.uri, values)))
+                                 lambda values: values is not None and self.attach(
+                                     resource.server, fill_template(resource.uri, values)))
             else:
-                await self.attach(resource.server, resource.uri)
+                self.attach(resource.server, resource.uri)
 
-        self.push_screen(PickerScreen("Attach a resource", resource_choices(resources),
-                                      empty="None of the running servers offers resources; "
-                                      "Esc goes back.",
-                                      widths=(9, 10, 30, 10)), picked)
+        screen = PickerScreen("Attach a resource", [],
+                              empty="None of the running servers offers resources; "
+                              "Esc goes back.", widths=(9, 10, 30, 10),
+                              waiting="Asking the servers for their resources… "
+                              "(Esc goes back)")
+        self._open_picker(screen, "resources", resource_choices, "Resources", picked)
 
-    async def attach(self, server: str, uri: str) -> Attachment | None:
-        """Read the resource and show it as a chip; it goes with the next message."""
+    def attach(self, server: str, uri: str) -> None:
+        """Read the resource in a worker and show it as a chip; it goes with the next
+        message."""
+        self._in_background(self._attach(server, uri), f"reading {server}:{uri}")
+
+    async def _attach(self, server: str, uri: str) -> Attachment | None:
         from assistant.chat.resources import read_text
 
         ref = f"{server}:{uri}"
@@ -128,16 +191,22 @@ class ResourcesAndPrompts:
         tokens = None
         if self.engine is not None:
             tokens = await asyncio.to_thread(self._token_counter().count, text)
+        if any(a.ref == ref for a in self.attachments):  # attached meanwhile
+            return None
         attachment = Attachment(server, uri, text, tokens)
         self.attachments.append(attachment)
-        await self._show_chips()
+        self.call_later(self._show_chips)
         self.input.focus()
         return attachment
 
-    async def on_tool_card_attach_links(self, event) -> None:
+    def on_tool_card_attach_links(self, event) -> None:
         """The resources a tool's result links to, read from that tool's server."""
-        for uri in event.uris:
-            await self.attach(event.server, uri)
+
+        async def each() -> None:
+            for uri in event.uris:
+                await self._attach(event.server, uri)
+
+        self._in_background(each(), f"reading {event.server}'s linked resources")
 
     async def on_attachment_chip_removed(self, event) -> None:
         self.attachments = [a for a in self.attachments if a.ref != event.ref]
@@ -201,10 +270,8 @@ class ResourcesAndPrompts:
 
     # -- commands and prompts -----------------------------------------------------------
 
-    async def pick_command(self, typed: str = "") -> None:
-        prompts = await self._off_thread(self._listed, "prompts", title="Prompts") or []
-
-        async def picked(choice) -> None:
+    def pick_command(self, typed: str = "") -> None:
+        def picked(choice) -> None:
             if choice is None:
                 if typed:
                     self._type_back(typed)
@@ -213,20 +280,29 @@ class ResourcesAndPrompts:
             if kind == "builtin":
                 self._type_back(value)
             else:
-                await self.use_prompt(value)
+                self.use_prompt(value)
 
-        self.push_screen(PickerScreen("Commands and prompts", command_choices(prompts),
-                                      query="",
-                                      widths=(14, 9, 40)), picked)
+        # The built-in commands are there at once; the servers' prompts join them.
+        screen = PickerScreen("Commands and prompts", command_choices([]), query="",
+                              widths=(14, 9, 40),
+                              waiting=None if self.host is None else
+                              "Asking the servers for their prompts… (Esc goes back)")
+        self._open_picker(screen, "prompts", lambda prompts: command_choices(prompts)[
+            len(BUILTIN_COMMANDS):], "Prompts", picked)
 
-    async def use_prompt(self, prompt, values: dict[str, str] | None = None) -> None:
-        """A prompt without arguments runs at once; with some, the form asks first."""
+    def use_prompt(self, prompt, values: dict[str, str] | None = None) -> None:
+        """A prompt without arguments runs at once; with some, the form asks first (with
+        the server's suggestions, asked in the same worker)."""
+        what = f"asking {prompt.server} for /{prompt.name}"
+        self._in_background(self._use_prompt(prompt, values), what)
+
+    async def _use_prompt(self, prompt, values: dict[str, str] | None) -> None:
         if prompt.arguments and values is None:
             fields = await asyncio.to_thread(self._prompt_fields, prompt)
 
             def filled(answer) -> None:
                 if answer is not None:
-                    self.call_later(self.use_prompt, prompt, answer)
+                    self.use_prompt(prompt, answer)
 
             self.push_screen(FormScreen(f"{prompt.server}: /{prompt.name}", fields,
                                         prompt.description or ""), filled)
@@ -237,6 +313,10 @@ class ResourcesAndPrompts:
                                      values or {}, title="Prompt failed")
         if got is None:
             return
+        # The server has answered: sending is not a wait on it, so Esc no longer drops it.
+        self.call_later(self._send_prompt, prompt, values, got)
+
+    async def _send_prompt(self, prompt, values: dict[str, str] | None, got) -> None:
         messages = [{"role": m.role, "content": m.text} for m in got]
         if self.attachments:
             messages.append({"role": "user", "content": self.with_attachments("")})

@@ -272,7 +272,9 @@ class Turns:
         self._show_status()
 
     def action_stop(self) -> None:
-        """Esc: stop the generation or tool call now; what was produced stays."""
+        """Esc: stop the generation or tool call now; what was produced stays. Also
+        gives up on a resource or prompt still waiting on its server."""
+        self.cancel_asking()
         if not self.busy:
             return
         self._stop.set()

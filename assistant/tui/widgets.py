@@ -314,6 +314,7 @@ class Status:
     busy: str | None = None
     busy_since: float | None = None  # a long wait (a summary): the bar counts its seconds
     servers_note: str | None = None  # "starting 3 s" while servers come up
+    asking: str | None = None  # a resource read or a prompt waiting on its server
     unsaved: bool = False  # the chat store could not be written: chats live in memory
 
 
@@ -329,6 +330,8 @@ class StatusBar(Static):
         if s.loading or s.busy:
             waited = int(time.monotonic() - s.busy_since) if s.busy_since is not None else 0
             parts.append(s.loading or (f"{s.busy} {waited} s" if waited else s.busy))
+        if s.asking:
+            parts.append(f"{s.asking}… (Esc stops)")
         if s.ttft_s is not None:
             parts.append(f"TTFT {s.ttft_s * 1000:.0f}ms {s.decode_tps or 0:.0f} tok/s")
         if s.context_window:

@@ -13,12 +13,17 @@ slowlist   like echo, but takes 3 s to list its tools (a slow handshake, after d
 gated      like echo, but answers nothing until the file RECORD exists (a server slow
            to start, for as long as a test wants); its tools are named by that file's
            lines, so a test can change them between runs
+slowlists  like echo, and offers a resource (raw://note) and a prompt (note), but
+           answers resources/list, resources/templates/list and prompts/list only once
+           the file RECORD exists, and resources/read only once RECORD.read exists (a
+           server that answers late, for as long as a test wants); the handshake is at
+           once
 legacy     as a 2025-11-25 server does it, mid-call: reports progress, asks the user a
            question (an elicitation/create request to the client), then adds the tool
            "extra" and says so unasked (notifications/tools/list_changed); the result is
            the client's answer, as JSON
 
-With RECORD, a file, the server appends "start" when it starts and "ready" when it has
+With RECORD, a file (but in the gated modes), the server appends "start" when it starts and "ready" when it has
 listed its tools, each with its pid.
 """
 
@@ -35,7 +40,7 @@ WORK = {"name": "work", "description": "Answers in its own way.",
 
 
 def record(what: str) -> None:
-    if RECORD and MODE != "gated":
+    if RECORD and MODE not in ("gated", "slowlists"):
         with open(RECORD, "a") as f:
             f.write(f"{what} {os.getpid()}\n")
 
@@ -59,8 +64,11 @@ def answer(request: dict) -> None:
         return  # a notification
     if method == "initialize":
         tools = {"listChanged": True} if MODE == "legacy" else {}
+        capabilities = {"tools": tools}
+        if MODE == "slowlists":
+            capabilities.update(resources={}, prompts={})
         send({"jsonrpc": "2.0", "id": id_, "result": {
-            "protocolVersion": VERSION, "capabilities": {"tools": tools},
+            "protocolVersion": VERSION, "capabilities": capabilities,
             "serverInfo": {"name": f"raw-{MODE}", "version": "1"}}})
     elif method == "tools/list":
         if MODE == "slowlist":
@@ -73,6 +81,15 @@ def answer(request: dict) -> None:
             tools = tools + [{**WORK, "name": "extra"}]
         send({"jsonrpc": "2.0", "id": id_, "result": {"tools": tools}})
         record("ready")
+    elif MODE == "slowlists" and method in LISTS:
+        while not os.path.exists(RECORD):
+            time.sleep(0.05)
+        send({"jsonrpc": "2.0", "id": id_, "result": LISTS[method]})
+    elif MODE == "slowlists" and method == "resources/read":
+        while not os.path.exists(RECORD + ".read"):
+            time.sleep(0.05)
+        send({"jsonrpc": "2.0", "id": id_, "result": {"contents": [
+            {"uri": NOTE["uri"], "mimeType": "text/plain", "text": "A note, read at once."}]}})
     elif method == "tools/call":
         arguments = request["params"].get("arguments") or {}
         if MODE == "surrogate":
@@ -90,6 +107,12 @@ def answer(request: dict) -> None:
               "error": {"code": -32601, "message": f"method not found: {method}"}})
 
 
+NOTE = {"uri": "raw://note", "name": "note", "mimeType": "text/plain"}
+LISTS = {  # "slowlists": what it answers once the gate is open
+    "resources/list": {"resources": [NOTE]},
+    "resources/templates/list": {"resourceTemplates": []},
+    "prompts/list": {"prompts": [{"name": "note", "description": "Ask about the note."}]},
+}
 EXTRA = []  # "legacy": the tool added during a call
 
 
