@@ -350,11 +350,10 @@ class Engine:
         ``chunk``s, see ``prefill_chunks``) and saved for the next run. Returns
         ``prefill_chunks``'s outcome (None if nothing was prefilled) and the tokens
         computed here, which the caller does not count as found in the cache."""
-        store = self._system_turn_store(chat, prompt)
-        if store is None:
+        found = self._system_turn_store(chat, prompt)
+        if found is None:
             return None, 0
-        turn = prompt[:system_turn_length(prompt, self.prompts.special_ids,
-                                          self.prompts.token_bytes)]
+        store, turn = found
         if (kv := store.load(self.model, turn)) is not None:
             chat.kv, chat.tokens = kv, list(turn)
             return None, 0
@@ -364,10 +363,12 @@ class Engine:
             store.save(chat.kv, turn)
         return outcome, len(chat.tokens)
 
-    def _system_turn_store(self, chat: ChatCache, prompt: list[int]) -> SystemTurnStore | None:
-        """The store, if this chat can start from a saved system turn: it is fresh, its
-        prompt opens with a long one, and the model's cache is plain ``KVCache`` layers
-        (a hybrid model's recurrent state cannot be cut at the turn's end)."""
+    def _system_turn_store(self, chat: ChatCache, prompt: list[int]
+                           ) -> tuple[SystemTurnStore, list[int]] | None:
+        """The store and the turn's ids, if this chat can start from a saved system
+        turn: it is fresh, its prompt opens with a long one, and the model's cache is
+        plain ``KVCache`` layers (a hybrid model's recurrent state cannot be cut at the
+        turn's end)."""
         if self._system_turns_dir is None or chat.tokens:
             return None
         length = system_turn_length(prompt, self.prompts.special_ids, self.prompts.token_bytes)
@@ -378,7 +379,7 @@ class Engine:
                 self._system_turns_dir = None
                 return None
             self._system_turns = SystemTurnStore(self._system_turns_dir, self.identity)
-        return self._system_turns
+        return self._system_turns, prompt[:length]
 
     def _serve(self, job: _Job) -> None:
         emit = job.generation._events.put
