@@ -27,8 +27,6 @@ BUILTIN_COMMANDS = (
     ("/summarize", "summarize a file or folder: /summarize PATH", "/summarize "),
 )
 
-# RFC 6570 expressions: {name}, {+path}, {#frag}, {/a,b} ...
-
 
 @dataclass(frozen=True)
 class Choice:
