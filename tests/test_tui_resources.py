@@ -4,6 +4,8 @@ Pilot over the real engine with scripted output and tests/servers/library.py ove
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import pytest
 from mcp_helpers import features, library, raw
 from scripted import Rounds, Script
@@ -267,69 +269,72 @@ def waiting_line(screen: PickerScreen) -> str:
     return str(options.get_option_at_index(options.option_count - 1).prompt)
 
 
-def slow_server(gate):
-    """tests/servers/raw.py "slowlists": it lists its resources and prompts only once
-    ``gate`` exists, and reads only once ``gate``.read exists."""
-    return raw("slowlists", "slow", str(gate))
+@asynccontextmanager
+async def slow_app(engine, hf_tokenizer, gate):
+    """The app with one server, tests/servers/raw.py "slowlists": it lists its resources
+    and prompts only once ``gate`` exists, and reads only once ``gate``.read exists.
+    Yields the app's pilot; at the end both gates open, whatever happened, so the server
+    answers and the app can close."""
+    app = app_for(engine, Script(hf_tokenizer, "Ok."),
+                  servers=[raw("slowlists", "slow", str(gate))])
+    try:
+        async with running(app) as pilot:
+            yield pilot
+    finally:
+        gate.touch()
+        gate.with_name(gate.name + ".read").touch()
 
 
 async def test_a_slow_server_never_holds_the_keys_while_at_waits(engine, hf_tokenizer,
                                                                  tmp_path):
     gate = tmp_path / "gate"
-    app = app_for(engine, Script(hf_tokenizer, "Ok."), servers=[slow_server(gate)])
-    try:
-        async with running(app) as pilot:
-            await pilot.press("@")  # the server has not answered: the picker says so
-            await until(pilot, lambda: isinstance(app.screen, PickerScreen))
-            screen = app.screen
-            await until(pilot, lambda: "Asking the servers for their resources"
-                        in waiting_line(screen))
-            await pilot.press(*"note")  # keys still work: the filter takes them
-            await until(pilot, lambda: screen.query_one("#picker-filter").value == "note")
-            await pilot.press("escape")  # Esc gives up on the answer; the @ is typed
-            await until(pilot, lambda: not isinstance(app.screen, PickerScreen)
-                        and app.input.text == "@")
-            await pilot.press(*"still typing")
-            await until(pilot, lambda: app.input.text == "@still typing")
-            app.input.text = ""
-            gate.touch()
-            (tmp_path / "gate.read").touch()
-            await pilot.press("@")  # a fresh @ once the server answers lists its resources
-            screen = await picker(pilot)
-            assert [c.columns[2] for c in screen.shown] == ["raw://note"]
-            await pilot.press("enter")
-            await until(pilot, lambda: chips(app) == ["slow:raw://note"])
-            assert app.attachments[0].text == "A note, read at once."
-    finally:
-        gate.touch()  # whatever happened, the server answers and the app can close
+    async with slow_app(engine, hf_tokenizer, gate) as pilot:
+        app = pilot.app
+        await pilot.press("@")  # the server has not answered: the picker says so
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen))
+        screen = app.screen
+        await until(pilot, lambda: "Asking the servers for their resources"
+                    in waiting_line(screen))
+        await pilot.press(*"note")  # keys still work: the filter takes them
+        await until(pilot, lambda: screen.query_one("#picker-filter").value == "note")
+        await pilot.press("escape")  # Esc gives up on the answer; the @ is typed
+        await until(pilot, lambda: not isinstance(app.screen, PickerScreen)
+                    and app.input.text == "@")
+        await pilot.press(*"still typing")
+        await until(pilot, lambda: app.input.text == "@still typing")
+        app.input.text = ""
+        gate.touch()
         (tmp_path / "gate.read").touch()
+        await pilot.press("@")  # a fresh @ once the server answers lists its resources
+        screen = await picker(pilot)
+        assert [c.columns[2] for c in screen.shown] == ["raw://note"]
+        await pilot.press("enter")
+        await until(pilot, lambda: chips(app) == ["slow:raw://note"])
+        assert app.attachments[0].text == "A note, read at once."
 
 
 async def test_slash_offers_the_commands_while_the_prompts_are_asked(engine, hf_tokenizer,
                                                                      tmp_path):
     gate = tmp_path / "gate"
-    app = app_for(engine, Script(hf_tokenizer, "Ok."), servers=[slow_server(gate)])
-    try:
-        async with running(app) as pilot:
-            await pilot.press("/")
-            await until(pilot, lambda: isinstance(app.screen, PickerScreen)
-                        and len(app.screen.shown) == 3)
-            screen = app.screen
-            assert [c.columns[0] for c in screen.shown] == ["/think", "/no_think",
-                                                            "/summarize"]
-            await until(pilot, lambda: "Asking the servers for their prompts"
-                        in waiting_line(screen))
-            await pilot.press("escape")
-            await until(pilot, lambda: not isinstance(app.screen, PickerScreen)
-                        and app.input.text == "/")
-            app.input.text = ""
-            gate.touch()
-            await pilot.press("/")
-            screen = await picker(pilot)
-            assert "/note" in [c.columns[0] for c in screen.shown]
-            assert "Asking" not in waiting_line(screen)
-    finally:
+    async with slow_app(engine, hf_tokenizer, gate) as pilot:
+        app = pilot.app
+        await pilot.press("/")
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen)
+                    and len(app.screen.shown) == 3)
+        screen = app.screen
+        assert [c.columns[0] for c in screen.shown] == ["/think", "/no_think",
+                                                        "/summarize"]
+        await until(pilot, lambda: "Asking the servers for their prompts"
+                    in waiting_line(screen))
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, PickerScreen)
+                    and app.input.text == "/")
+        app.input.text = ""
         gate.touch()
+        await pilot.press("/")
+        screen = await picker(pilot)
+        assert "/note" in [c.columns[0] for c in screen.shown]
+        assert "Asking" not in waiting_line(screen)
 
 
 async def test_esc_gives_up_on_a_slow_read_and_its_late_answer(engine, hf_tokenizer,
@@ -338,23 +343,20 @@ async def test_esc_gives_up_on_a_slow_read_and_its_late_answer(engine, hf_tokeni
 
     gate = tmp_path / "gate"
     gate.touch()  # it lists at once, but reads only once gate.read exists
-    app = app_for(engine, Script(hf_tokenizer, "Ok."), servers=[slow_server(gate)])
-    bar = lambda: str(app.query_one(StatusBar).render())  # noqa: E731
-    try:
-        async with running(app) as pilot:
-            await pick(pilot, "@", "note")
-            await until(pilot, lambda: "reading slow:raw://note" in bar())
-            await pilot.press(*"Meanwhile")  # the input takes keys while the read waits
-            await until(pilot, lambda: app.input.text == "Meanwhile")
-            await pilot.press("escape")
-            await until(pilot, lambda: "reading" not in bar())
-            assert app.input.text == "Meanwhile" and chips(app) == []
-            app.input.text = ""
-            (tmp_path / "gate.read").touch()
-            await pick(pilot, "@", "note")  # asked after the first: answered after it
-            await until(pilot, lambda: chips(app) == ["slow:raw://note"])
-            await app.workers.wait_for_complete()
-            await pilot.pause()
-            assert chips(app) == ["slow:raw://note"] and len(app.attachments) == 1
-    finally:
+    async with slow_app(engine, hf_tokenizer, gate) as pilot:
+        app = pilot.app
+        bar = lambda: str(app.query_one(StatusBar).render())  # noqa: E731
+        await pick(pilot, "@", "note")
+        await until(pilot, lambda: "reading slow:raw://note" in bar())
+        await pilot.press(*"Meanwhile")  # the input takes keys while the read waits
+        await until(pilot, lambda: app.input.text == "Meanwhile")
+        await pilot.press("escape")
+        await until(pilot, lambda: "reading" not in bar())
+        assert app.input.text == "Meanwhile" and chips(app) == []
+        app.input.text = ""
         (tmp_path / "gate.read").touch()
+        await pick(pilot, "@", "note")  # asked after the first: answered after it
+        await until(pilot, lambda: chips(app) == ["slow:raw://note"])
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert chips(app) == ["slow:raw://note"] and len(app.attachments) == 1
